@@ -1,0 +1,298 @@
+"""Degradation prompts: the registry of degradation types and the encoders that embed them.
+
+The release embeds one sentence per degradation with the CLIP ViT-B/32 text encoder (OpenAI
+weights, frozen). Three encoders are pluggable here:
+
+- ``clip``: that encoder, through open_clip_torch, from a local weights file;
+- ``file``: a saved table of embeddings keyed by sentence (written by ``scripts/export_prompts.py``);
+- ``hashed``: a deterministic offline embedding derived from the sentence's SHA-256. It is NOT
+  CLIP: it only gives each sentence a fixed, distinct vector, for tests and the built-in demo.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+import torch
+
+
+@dataclass(frozen=True)
+class Degradation:
+    """One degradation type: its name, the release's task id and its two prompt sentences."""
+
+    name: str
+    task_id: int
+    detailed: str
+    simple: str | None  # the release defines simple prompts for the three-task model only
+
+
+DEGRADATIONS: dict[str, Degradation] = {
+    d.name: d
+    for d in (
+        Degradation("denoise_15", 0, "Gaussian noise with a standard deviation of 15", "Noise"),
+        Degradation("denoise_25", 1, "Gaussian noise with a standard deviation of 25", "Noise"),
+        Degradation("denoise_50", 2, "Gaussian noise with a standard deviation of 50", "Noise"),
+        Degradation("derain", 3, "Rain degradation with rain lines", "Rain"),
+        Degradation("dehaze", 4, "Hazy degradation with normal haze", "Haze"),
+        Degradation("deblur", 5, "Blur degradation with motion blur", None),
+        Degradation("lowlight", 6, "Lowlight degradation", None),
+    )
+}
+
+PROMPT_STYLES = ("detailed", "simple")
+
+
+class PromptError(ValueError):
+    """An unknown degradation, prompt style or encoder, or an encoder that cannot run here."""
+
+
+def get_degradation(name: str) -> Degradation:
+    """The registry entry of ``name``, with an error listing the valid names."""
+    try:
+        return DEGRADATIONS[name]
+    except KeyError:
+        raise PromptError(
+            f"unknown degradation {name!r}; valid names: {', '.join(DEGRADATIONS)}"
+        ) from None
+
+
+def prompt_sentence(name: str, style: str = "detailed") -> str:
+    """The sentence the release encodes for degradation ``name`` in prompt ``style``."""
+    if style not in PROMPT_STYLES:
+        raise PromptError(f"unknown prompt style {style!r}; expected one of {PROMPT_STYLES}")
+    degradation = get_degradation(name)
+    sentence = degradation.detailed if style == "detailed" else degradation.simple
+    if sentence is None:
+        raise PromptError(f"the release defines no {style} prompt for {name!r}")
+    return sentence
+
+
+class PromptEncoder(Protocol):
+    """Turns sentences into fixed embeddings of size ``dim``."""
+
+    name: str
+    dim: int
+
+    def encode(self, sentences: list[str]) -> torch.Tensor:
+        """(len(sentences), dim) float32 embeddings on the CPU."""
+        ...
+
+
+class HashedEncoder:
+    """Deterministic stand-in for CLIP: a normal vector seeded by the sentence's SHA-256.
+
+    Identical across processes and machines; unrelated sentences get unrelated vectors. Not a
+    language model: similar sentences do NOT get similar vectors.
+    """
+
+    name = "hashed"
+
+    def __init__(self, dim: int = 512) -> None:
+        self.dim = dim
+
+    def encode(self, sentences: list[str]) -> torch.Tensor:
+        rows = []
+        for sentence in sentences:
+            seed = int.from_bytes(hashlib.sha256(sentence.encode("utf-8")).digest()[:8], "little")
+            rows.append(np.random.default_rng(seed).standard_normal(self.dim))
+        return torch.from_numpy(np.stack(rows)).float()
+
+
+class FileEncoder:
+    """Embeddings read from a table saved by ``save_prompt_table`` (.pt)."""
+
+    name = "file"
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise PromptError(
+                f"prompt table {self.path} does not exist; write one with "
+                "`python scripts/export_prompts.py --out FILE` on a machine with the CLIP weights"
+            )
+        try:
+            table = torch.load(self.path, map_location="cpu", weights_only=True)
+            self.sentences = list(table["sentences"])
+            self.embeddings = table["embeddings"].float()
+            self.source = str(table.get("encoder", "unknown"))
+        except Exception as err:
+            raise PromptError(
+                f"cannot read prompt table {self.path}: {err}. Expected a torch.save'd dict with "
+                "'sentences' (list of str) and 'embeddings' (N x D tensor)"
+            ) from err
+        if self.embeddings.shape[0] != len(self.sentences):
+            raise PromptError(f"prompt table {self.path}: sentence and embedding counts differ")
+        self.dim = int(self.embeddings.shape[1])
+        self._row = {s: i for i, s in enumerate(self.sentences)}
+
+    def encode(self, sentences: list[str]) -> torch.Tensor:
+        missing = [s for s in sentences if s not in self._row]
+        if missing:
+            raise PromptError(
+                f"prompt table {self.path} has no embedding for {missing}; it holds "
+                f"{self.sentences}"
+            )
+        return self.embeddings[[self._row[s] for s in sentences]].clone()
+
+
+CLIP_HF_REPO = "timm/vit_base_patch32_clip_224.openai"
+CLIP_HF_FILES = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")
+CLIP_OPENAI_FILE = Path("~/.cache/clip/ViT-B-32.pt")
+
+
+def find_clip_weights(weights: str | os.PathLike | None = None) -> Path:
+    """The local CLIP ViT-B/32 (OpenAI) weights file; never downloads.
+
+    ``weights`` if given, else the Hugging Face cache of open_clip, else the cache of OpenAI's
+    ``clip`` package. Raises a ``PromptError`` saying how to get them when none is found.
+    """
+    if weights is not None:
+        path = Path(weights).expanduser()
+        if path.is_file():
+            return path
+        raise PromptError(f"CLIP weights file {path} does not exist. " + _CLIP_HELP)
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        for filename in CLIP_HF_FILES:
+            cached = try_to_load_from_cache(CLIP_HF_REPO, filename)
+            if isinstance(cached, str) and os.path.isfile(cached):
+                return Path(cached)
+    except ImportError:
+        pass
+    openai_file = CLIP_OPENAI_FILE.expanduser()
+    if openai_file.is_file():
+        return openai_file
+    raise PromptError("no CLIP ViT-B/32 weights found on this machine. " + _CLIP_HELP)
+
+
+_CLIP_HELP = (
+    "The `clip` prompt encoder needs the OpenAI CLIP ViT-B/32 weights as a local file and never "
+    "downloads them. On a machine with internet run `python -c \"import open_clip; "
+    "open_clip.create_model('ViT-B-32', pretrained='openai')\"` (fills the Hugging Face cache) "
+    "or copy ViT-B-32.pt from OpenAI's clip package cache, then set `prompts.clip_weights: PATH`. "
+    "Alternatives: `prompts.encoder: file` with a table written by `scripts/export_prompts.py` "
+    "on such a machine, or `prompts.encoder: hashed` (offline, not CLIP: tests and the demo)."
+)
+
+
+class ClipEncoder:
+    """The release's prompt encoder: CLIP ViT-B/32 text tower, OpenAI weights, frozen.
+
+    ``precision="fp16"`` runs it in half precision and casts the embedding to float32, as the
+    release does on the GPU; ``"fp32"`` runs it in full precision. Each sentence is encoded once
+    and cached.
+    """
+
+    name = "clip"
+    dim = 512
+
+    def __init__(
+        self,
+        weights: str | os.PathLike | None = None,
+        device: str | torch.device | None = None,
+        precision: str = "fp16",
+        load_weights: bool = True,
+    ) -> None:
+        if precision not in ("fp16", "fp32"):
+            raise PromptError(f"CLIP precision must be 'fp16' or 'fp32', got {precision!r}")
+        import open_clip
+
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        path = str(find_clip_weights(weights)) if load_weights else None
+        # The OpenAI weights were trained with QuickGELU; a bare file path does not say so.
+        self.model = open_clip.create_model(
+            "ViT-B-32", pretrained=path, force_quick_gelu=True, device=self.device
+        ).eval()
+        self.model.requires_grad_(False)
+        if precision == "fp16":
+            self.model.half()
+        self.tokenizer = open_clip.get_tokenizer("ViT-B-32")
+        self.precision = precision
+        self._cache: dict[str, torch.Tensor] = {}
+
+    @torch.no_grad()
+    def encode(self, sentences: list[str]) -> torch.Tensor:
+        new = [s for s in dict.fromkeys(sentences) if s not in self._cache]
+        if new:
+            tokens = self.tokenizer(new).to(self.device)
+            features = self.model.encode_text(tokens).float().cpu()
+            self._cache.update(zip(new, features))
+        return torch.stack([self._cache[s] for s in sentences])
+
+
+@dataclass
+class PromptConfig:
+    """Which prompt encoder and sentences to use (the ``prompts:`` section of a config)."""
+
+    encoder: str = "clip"  # clip | file | hashed
+    style: str = "detailed"  # detailed | simple
+    clip_weights: str | None = None  # local CLIP ViT-B/32 weights; default: the usual caches
+    clip_precision: str = "fp16"  # fp16 as the release, or fp32
+    table: str | None = None  # the embedding table for encoder: file
+    dim: int = 512
+
+
+def build_encoder(cfg: PromptConfig, device: str | torch.device | None = None) -> PromptEncoder:
+    """The prompt encoder a config asks for; fails at once if it cannot run here."""
+    if cfg.encoder == "hashed":
+        return HashedEncoder(cfg.dim)
+    if cfg.encoder == "file":
+        if not cfg.table:
+            raise PromptError("prompts.encoder is 'file' but prompts.table names no file")
+        return FileEncoder(cfg.table)
+    if cfg.encoder == "clip":
+        return ClipEncoder(cfg.clip_weights, device=device, precision=cfg.clip_precision)
+    raise PromptError(f"unknown prompt encoder {cfg.encoder!r}; expected clip, file or hashed")
+
+
+class PromptBank:
+    """The embeddings of a fixed list of degradations, computed once, looked up per sample."""
+
+    def __init__(
+        self, encoder: PromptEncoder, degradations: list[str], style: str = "detailed"
+    ) -> None:
+        self.names = list(degradations)
+        self.sentences = [prompt_sentence(n, style) for n in self.names]
+        self.embeddings = encoder.encode(self.sentences)
+        self._index = {n: i for i, n in enumerate(self.names)}
+
+    def indices(self, names: list[str]) -> torch.Tensor:
+        unknown = [n for n in names if n not in self._index]
+        if unknown:
+            raise PromptError(f"no prompt for {unknown}; this bank holds {self.names}")
+        return torch.tensor([self._index[n] for n in names])
+
+    def __call__(self, names: list[str] | str, device: str | torch.device | None = None
+                 ) -> torch.Tensor:
+        """(len(names), dim) embeddings for a batch of degradation names."""
+        if isinstance(names, str):
+            names = [names]
+        return self.embeddings[self.indices(names)].to(device)
+
+
+def save_prompt_table(
+    encoder: PromptEncoder, sentences: list[str], path: str | os.PathLike
+) -> None:
+    """Write the embeddings of ``sentences`` for the ``file`` encoder."""
+    torch.save(
+        {
+            "sentences": list(sentences),
+            "embeddings": encoder.encode(list(sentences)),
+            "encoder": encoder.name,
+        },
+        path,
+    )
+
+
+def all_sentences() -> list[str]:
+    """Every detailed and simple sentence of the registry, without repeats."""
+    out = []
+    for d in DEGRADATIONS.values():
+        out += [s for s in (d.detailed, d.simple) if s is not None]
+    return list(dict.fromkeys(out))
