@@ -150,6 +150,10 @@ class DGPB(nn.Module):
         if not dgcpm and attention is None:
             raise ValueError("a DGPB needs the DGCPM, an attention, or both")
         self.dgm = DGM(prompt_dim, 2 * dim) if dgcpm else None
+        if self.dgm is not None and not learnable_dgm:
+            # No gradient can reach it (see DGCPM); saying so up front keeps DDP from waiting
+            # for gradients that never come.
+            self.dgm.requires_grad_(False)
         self.dgcpm = DGCPM(dim, learnable_dgm) if dgcpm else None
         self.caapm = (
             CAAPM(dim, heads, gamma, masked=attention == "caapm", norm=norm) if attention else None

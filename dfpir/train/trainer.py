@@ -1,0 +1,361 @@
+"""The training loop: stages, epochs, validation, logging, checkpoints and resume."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import signal
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from ..config import ExperimentConfig, StageConfig, config_to_dict, save_config
+from ..data import build_test_datasets, build_train_dataset, check_data, seed_worker
+from ..models import DFPIR
+from ..prompts import DEGRADATIONS, PromptBank, build_encoder
+from .checkpointing import atomic_save, export_weights, load_training_state, rng_state, set_rng_state
+from .distributed import DistContext, all_reduce_mean, setup, teardown
+from .sampler import EpochSampler
+from .validation import validate, write_comparison_figure, write_results_table
+
+logger = logging.getLogger(__name__)
+
+
+class NonFiniteLossError(RuntimeError):
+    """The loss became NaN or infinite; the run stops and keeps its last good checkpoint."""
+
+
+class RunDirError(RuntimeError):
+    """The run directory already holds a run and neither resume nor overwrite was asked for."""
+
+
+@dataclasses.dataclass
+class Progress:
+    """Where a run is: stage, epoch within the stage, iteration within the epoch."""
+
+    stage: int = 0
+    epoch: int = 0
+    iteration: int = 0
+    global_step: int = 0
+    best_psnr: float = -math.inf
+
+
+def compute_loss(kind: str, restored: torch.Tensor, clean: torch.Tensor) -> torch.Tensor:
+    if kind == "l1":
+        return F.l1_loss(restored, clean)
+    if kind == "charbonnier":
+        return torch.sqrt((restored - clean) ** 2 + 1e-6).mean()
+    raise ValueError(f"train.loss must be 'l1' or 'charbonnier', got {kind!r}")
+
+
+class Trainer:
+    """Trains a DFPIR as an ``ExperimentConfig`` says, writing everything under ``run_dir``."""
+
+    def __init__(self, cfg: ExperimentConfig, run_dir: str | Path, resume: bool = False,
+                 overwrite: bool = False, ctx: DistContext | None = None) -> None:
+        self.cfg = cfg
+        self.run_dir = Path(run_dir)
+        self.ckpt_dir = self.run_dir / "checkpoints"
+        self.ctx = ctx or setup(cfg.train.device)
+        self.progress = Progress()
+        self._check_run_dir(resume, overwrite)
+        self.stop_requested = False
+
+        torch.manual_seed(cfg.seed)  # same initial weights on every rank
+        self.model = DFPIR(cfg.model).to(self.ctx.device)
+        torch.manual_seed(cfg.seed + self.ctx.rank)  # per-rank streams from here on
+        if cfg.train.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.net = self.model
+        if self.ctx.distributed:
+            ids = [self.ctx.device.index] if self.ctx.device.type == "cuda" else None
+            self.net = DistributedDataParallel(self.model, device_ids=ids)
+        if cfg.train.compile:
+            self.net = torch.compile(self.net)
+
+        report = check_data(cfg.data)  # fail before the first step, with every problem listed
+        if not report.ok:
+            raise RuntimeError("the data check failed, nothing was trained:\n" + report.format())
+        tasks = sorted({t.task for t in cfg.data.train_tasks} | self._test_tasks()
+                       | (set(cfg.data.builtin.tasks) if cfg.data.builtin.enabled else set()),
+                       key=list(DEGRADATIONS).index)
+        self.bank = PromptBank(build_encoder(cfg.prompts, self.ctx.device), tasks,
+                               cfg.prompts.style)
+        self.test_sets = build_test_datasets(cfg.data)
+        self.writer = None
+        if self.ctx.is_main:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.writer = SummaryWriter(str(self.run_dir / "tensorboard"))
+            save_config(cfg, self.run_dir / "config.yaml")
+        self.optimizer: torch.optim.Optimizer | None = None
+        self.scheduler = None
+        if resume:
+            self._resume()
+
+    # ------------------------------------------------------------------ setup helpers
+
+    def _test_tasks(self) -> set[str]:
+        return {t.task for t in self.cfg.data.test_sets}
+
+    def _check_run_dir(self, resume: bool, overwrite: bool) -> None:
+        latest = self.ckpt_dir / "latest.pt"
+        if resume:
+            if not latest.is_file():
+                raise RunDirError(f"--resume: no checkpoint at {latest}")
+            return
+        if (self.run_dir / "config.yaml").exists() and not overwrite:
+            raise RunDirError(
+                f"{self.run_dir} already holds a run; pass --resume to continue it or "
+                "--overwrite to start again there"
+            )
+        if self.ctx.is_main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            if overwrite and latest.exists():
+                latest.unlink()
+
+    def _make_optimizer(self, stage: StageConfig, iters_per_epoch: int) -> None:
+        t = self.cfg.train
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=stage.lr,
+                                          betas=tuple(t.betas), weight_decay=t.weight_decay)
+        steps = stage.epochs if t.scheduler_step == "epoch" else self._stage_iters(stage,
+                                                                                 iters_per_epoch)
+        if t.scheduler == "cosine":
+            self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
+                self.optimizer, T_max=max(steps, 1), eta_min=t.eta_min)
+        elif t.scheduler == "constant":
+            self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda _: 1.0)
+        else:
+            raise ValueError(f"train.scheduler must be 'cosine' or 'constant', got {t.scheduler!r}")
+        if t.scheduler_step not in ("epoch", "iteration"):
+            raise ValueError(f"train.scheduler_step must be 'epoch' or 'iteration', "
+                             f"got {t.scheduler_step!r}")
+
+    @staticmethod
+    def _stage_iters(stage: StageConfig, iters_per_epoch: int) -> int:
+        total = stage.epochs * iters_per_epoch
+        return min(total, stage.max_iters) if stage.max_iters else total
+
+    def _train_set(self, stage: StageConfig):
+        return build_train_dataset(dataclasses.replace(self.cfg.data, patch_size=stage.patch_size))
+
+    def _iters_per_epoch(self, dataset_size: int, stage: StageConfig) -> int:
+        per_rank = math.ceil(dataset_size / self.ctx.world_size)
+        return per_rank // stage.batch_size
+
+    # ------------------------------------------------------------------ checkpoints
+
+    def _state(self) -> dict:
+        return {
+            "model": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
+            "optimizer": self.optimizer.state_dict() if self.optimizer else None,
+            "scheduler": self.scheduler.state_dict() if self.scheduler else None,
+            "scaler": None,  # bf16 autocast needs no loss scaling
+            "progress": dataclasses.asdict(self.progress),
+            "rng": rng_state(),
+            "config": config_to_dict(self.cfg),
+        }
+
+    def save(self, *names: str) -> None:
+        """Write the current state as ``checkpoints/<name>.pt`` for each name (rank 0 only)."""
+        if not self.ctx.is_main:
+            return
+        state = self._state()
+        for name in names:
+            atomic_save(state, self.ckpt_dir / f"{name}.pt")
+
+    def _resume(self) -> None:
+        state = load_training_state(self.ckpt_dir / "latest.pt")
+        self.model.load_state_dict(state["model"])
+        self.progress = Progress(**state["progress"])
+        self._pending = state  # optimizer and scheduler are rebuilt when their stage starts
+        set_rng_state(state["rng"])
+        logger.info("resumed %s at stage %d epoch %d iteration %d", self.run_dir,
+                    self.progress.stage, self.progress.epoch, self.progress.iteration)
+
+    # ------------------------------------------------------------------ the loop
+
+    def _request_stop(self, *_) -> None:
+        self.stop_requested = True
+
+    def run(self) -> dict[str, dict[str, float]]:
+        """Train every remaining stage; returns the final validation metrics."""
+        previous = signal.signal(signal.SIGINT, self._request_stop)
+        try:
+            for index in range(self.progress.stage, len(self.cfg.train.stages)):
+                self.progress.stage = index
+                if not self._run_stage(self.cfg.train.stages[index]):
+                    return {}
+                self.progress.stage, self.progress.epoch, self.progress.iteration = index + 1, 0, 0
+                self.save("latest", f"stage{index + 1}_{self.cfg.train.stages[index].name}")
+            results = self.validate(final=True)
+            if self.ctx.is_main:
+                export_weights(self.model, self.run_dir / "export")
+            return results
+        finally:
+            signal.signal(signal.SIGINT, previous)
+            if self.writer:
+                self.writer.close()
+
+    def _run_stage(self, stage: StageConfig) -> bool:
+        t, p = self.cfg.train, self.progress
+        dataset = self._train_set(stage)
+        iters_per_epoch = self._iters_per_epoch(len(dataset), stage)
+        if iters_per_epoch == 0:
+            raise RuntimeError(f"stage {stage.name!r}: {len(dataset)} training samples give no "
+                               f"full batch of {stage.batch_size} per process")
+        self._make_optimizer(stage, iters_per_epoch)
+        pending = getattr(self, "_pending", None)
+        mid_stage = p.epoch > 0 or p.iteration > 0
+        if pending is not None and pending["optimizer"] is not None and mid_stage:
+            self.optimizer.load_state_dict(pending["optimizer"])
+            self.scheduler.load_state_dict(pending["scheduler"])
+        self._pending = None
+        stage_iters = self._stage_iters(stage, iters_per_epoch)
+        done = p.epoch * iters_per_epoch + p.iteration
+        bar = tqdm(total=stage_iters, initial=done, desc=f"{stage.name}", unit="it",
+                   disable=not self.ctx.is_main, dynamic_ncols=True)
+        try:
+            while p.epoch < stage.epochs and done < stage_iters:
+                done = self._run_epoch(stage, dataset, iters_per_epoch, stage_iters, bar)
+                if self.stop_requested:
+                    self.save("latest")
+                    logger.warning("interrupted: saved %s", self.ckpt_dir / "latest.pt")
+                    return False
+        finally:
+            bar.close()
+        return True
+
+    def _run_epoch(self, stage: StageConfig, dataset, iters_per_epoch: int, stage_iters: int,
+                   bar: tqdm) -> int:
+        t, p, ctx = self.cfg.train, self.progress, self.ctx
+        epoch_key = p.stage * 100_000 + p.epoch
+        if hasattr(dataset, "set_epoch"):
+            dataset.set_epoch(self.cfg.seed, epoch_key)
+        sampler = EpochSampler(len(dataset), self.cfg.seed, epoch_key, ctx.rank, ctx.world_size,
+                               start=p.iteration * stage.batch_size)
+        loader = DataLoader(
+            dataset, batch_size=stage.batch_size, sampler=sampler, drop_last=True,
+            num_workers=self.cfg.data.num_workers, worker_init_fn=seed_worker,
+            pin_memory=ctx.device.type == "cuda", persistent_workers=False,
+        )
+        self.net.train()
+        start = time.perf_counter()
+        try:
+            for batch in loader:
+                done = self._train_batch(batch, stage, iters_per_epoch, start, bar)
+                if self.stop_requested or done >= stage_iters or p.iteration >= iters_per_epoch:
+                    break
+        except RuntimeError:
+            if not self.stop_requested:  # Ctrl-C also stops the loader's workers
+                raise
+        if self.stop_requested or p.iteration < iters_per_epoch:
+            return p.epoch * iters_per_epoch + p.iteration
+        return self._end_epoch(stage, iters_per_epoch)
+
+    def _train_batch(self, batch, stage: StageConfig, iters_per_epoch: int, start: float,
+                     bar: tqdm) -> int:
+        t, p = self.cfg.train, self.progress
+        degraded, clean, tasks = batch
+        loss = self._step(degraded, clean, list(tasks))
+        p.iteration += 1
+        p.global_step += 1
+        done = p.epoch * iters_per_epoch + p.iteration
+        bar.update(1)
+        bar.set_postfix(loss=f"{loss:.4f}", lr=f"{self.optimizer.param_groups[0]['lr']:.2e}",
+                        epoch=p.epoch + 1)
+        if self.writer and p.global_step % t.log_every == 0:
+            self.writer.add_scalar("train/loss", loss, p.global_step)
+            self.writer.add_scalar("train/lr", self.optimizer.param_groups[0]["lr"],
+                                   p.global_step)
+            self.writer.add_scalar("train/iters_per_s", p.iteration /
+                                   (time.perf_counter() - start), p.global_step)
+        if t.scheduler_step == "iteration":
+            self.scheduler.step()
+        if t.save_every_iters and p.global_step % t.save_every_iters == 0:
+            self.save("latest")
+        return done
+
+    def _end_epoch(self, stage: StageConfig, iters_per_epoch: int) -> int:
+        t, p = self.cfg.train, self.progress
+        p.epoch += 1
+        p.iteration = 0
+        if t.scheduler_step == "epoch":
+            self.scheduler.step()
+        last = p.epoch >= stage.epochs
+        if (t.val_every and p.epoch % t.val_every == 0) or last:
+            self.validate()
+        names = ["latest"]
+        if t.save_every_epochs and p.epoch % t.save_every_epochs == 0:
+            names.append(f"stage{p.stage + 1}_epoch{p.epoch:04d}")
+        self.save(*names)
+        return p.epoch * iters_per_epoch
+
+    def _step(self, degraded: torch.Tensor, clean: torch.Tensor, tasks: list[str]) -> float:
+        t, device = self.cfg.train, self.ctx.device
+        fmt = torch.channels_last if t.channels_last else torch.contiguous_format
+        degraded = degraded.to(device, non_blocking=True).contiguous(memory_format=fmt)
+        clean = clean.to(device, non_blocking=True)
+        prompts = self.bank(tasks, device)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=t.bf16):
+            restored = self.net(degraded, prompts)
+        loss = compute_loss(t.loss, restored.float(), clean)
+        if not torch.isfinite(loss):
+            raise NonFiniteLossError(
+                f"non-finite loss {loss.item()} at stage {self.progress.stage + 1} epoch "
+                f"{self.progress.epoch + 1} iteration {self.progress.iteration + 1} (global step "
+                f"{self.progress.global_step + 1}), batch tasks {sorted(set(tasks))}; the last "
+                f"good checkpoint is kept in {self.ckpt_dir}"
+            )
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if t.grad_clip:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), t.grad_clip)
+        self.optimizer.step()
+        return float(all_reduce_mean(loss.detach(), self.ctx))
+
+    # ------------------------------------------------------------------ validation
+
+    def validate(self, final: bool = False) -> dict[str, dict[str, float]]:
+        """Metrics on the configured test sets (rank 0), logged and used for 'best'."""
+        if not self.ctx.is_main or not self.test_sets:
+            self.ctx.barrier()
+            return {}
+        limit = 0 if final else self.cfg.train.val_max_images
+        results, samples = validate(self.model, self.test_sets, self.bank, self.ctx.device,
+                                    limit, self.cfg.train.sample_images, self.cfg.eval)
+        step = self.progress.global_step
+        for name, metrics in results.items():
+            for key, value in metrics.items():
+                self.writer.add_scalar(f"val/{name}/{key}", value, step)
+        for name, image in samples.items():
+            self.writer.add_image(f"samples/{name}", image, step)
+        mean_psnr = sum(m["psnr"] for m in results.values()) / len(results)
+        self.writer.add_scalar("val/mean_psnr", mean_psnr, step)
+        if not final and mean_psnr > self.progress.best_psnr:
+            self.progress.best_psnr = mean_psnr
+            self.save("best")
+        if final:
+            table = write_results_table(results, self.run_dir / "final_results.md")
+            write_comparison_figure(self.model, self.test_sets, self.bank, self.ctx.device,
+                                    self.run_dir / "comparison.png")
+            print("\n" + table, flush=True)
+        self.ctx.barrier()
+        return results
+
+
+def train(cfg: ExperimentConfig, run_dir: str | Path, resume: bool = False,
+          overwrite: bool = False) -> dict[str, dict[str, float]]:
+    """Set up (one process or a ``torchrun`` group), train, tear down."""
+    ctx = setup(cfg.train.device)
+    torch.manual_seed(cfg.seed)
+    try:
+        return Trainer(cfg, run_dir, resume, overwrite, ctx).run()
+    finally:
+        teardown(ctx)
