@@ -19,7 +19,13 @@ from ..config import ExperimentConfig, StageConfig, config_to_dict, save_config
 from ..data import build_test_datasets, build_train_dataset, check_data, seed_worker
 from ..models import DFPIR
 from ..prompts import DEGRADATIONS, PromptBank, build_encoder
-from .checkpointing import atomic_save, export_weights, load_training_state, rng_state, set_rng_state
+from .checkpointing import (
+    atomic_save,
+    export_weights,
+    load_training_state,
+    rng_state,
+    set_rng_state,
+)
 from .distributed import DistContext, all_reduce_mean, setup, teardown
 from .sampler import EpochSampler
 from .validation import validate, write_comparison_figure, write_results_table
@@ -204,7 +210,7 @@ class Trainer:
                 self.writer.close()
 
     def _run_stage(self, stage: StageConfig) -> bool:
-        t, p = self.cfg.train, self.progress
+        p = self.progress
         dataset = self._train_set(stage)
         iters_per_epoch = self._iters_per_epoch(len(dataset), stage)
         if iters_per_epoch == 0:
@@ -234,7 +240,7 @@ class Trainer:
 
     def _run_epoch(self, stage: StageConfig, dataset, iters_per_epoch: int, stage_iters: int,
                    bar: tqdm) -> int:
-        t, p, ctx = self.cfg.train, self.progress, self.ctx
+        p, ctx = self.progress, self.ctx
         epoch_key = p.stage * 100_000 + p.epoch
         if hasattr(dataset, "set_epoch"):
             dataset.set_epoch(self.cfg.seed, epoch_key)

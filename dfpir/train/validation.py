@@ -103,7 +103,7 @@ def write_comparison_figure(model: torch.nn.Module, test_sets: dict[str, Dataset
         images = [_hwc(degraded), _hwc(out), _hwc(clean)]
         titles = [f"{name}: degraded {psnr(images[0], images[2]):.2f} dB",
                   f"restored {psnr(images[1], images[2]):.2f} dB", "clean"]
-        for ax, image, title in zip(axes[row], images, titles):
+        for ax, image, title in zip(axes[row], images, titles, strict=True):
             ax.imshow(image)
             ax.set_title(title, fontsize=9)
             ax.axis("off")
