@@ -218,3 +218,19 @@ def test_channels_last_gives_the_same_output(tiny):
         model = model.to(memory_format=torch.channels_last)
         out = model(x.contiguous(memory_format=torch.channels_last), p)
     torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("learnable", [False, True])
+def test_fused_dgcpm_equals_the_release_computation(learnable):
+    dgcpm = DGCPM(12, learnable_dgm=learnable)
+    x = torch.randn(3, 12, 9, 14)
+    scores = torch.randn(3, 24, requires_grad=True)
+    fused, reference = dgcpm(x, scores), dgcpm.forward_reference(x, scores)
+    torch.testing.assert_close(fused, reference, rtol=1e-5, atol=1e-5)
+    inputs = [*dgcpm.parameters(), x.requires_grad_()] + ([scores] if learnable else [])
+    g_fused = torch.autograd.grad(dgcpm(x, scores).square().sum(), inputs)
+    g_ref = torch.autograd.grad(dgcpm.forward_reference(x, scores).square().sum(), inputs)
+    for a, b in zip(g_fused, g_ref, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+    channels_last = x.detach().contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(dgcpm(channels_last, scores), reference, rtol=1e-5, atol=1e-5)

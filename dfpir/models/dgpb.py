@@ -49,13 +49,40 @@ class DGCPM(nn.Module):
         """Sorted scores and the channel order (B, 2C) they induce, highest score first."""
         return scores.topk(scores.shape[-1], dim=-1)
 
+    def channel_weights(self, values: torch.Tensor) -> torch.Tensor | None:
+        """Per-channel weights of the reordered channels: None (the release) or the
+        straight-through weights ``1 + s - stop_gradient(s)`` of ``learnable_dgm``."""
+        return 1 + values - values.detach() if self.learnable_dgm else None
+
     def forward(self, x: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        """expand -> reorder -> reduce, computed as one (C x C) 1x1 conv per sample.
+
+        All three steps are linear, so ``reduce . reorder . expand`` collapses into a single
+        matrix per sample; this skips the 2C-channel intermediate (a quarter of the FLOPs and
+        none of its memory) and equals ``forward_reference`` up to float rounding.
+        """
+        values, order = self.channel_order(scores)
+        b, c = x.shape[:2]
+        w_reduce = self.reduce.weight.flatten(1).to(x.dtype).expand(b, -1, -1)
+        weights = self.channel_weights(values)
+        if weights is not None:
+            w_reduce = w_reduce * weights.to(x.dtype)[:, None, :]
+        # column order[i] of the reordered reduce matrix is column i of reduce
+        index = order[:, None, :].expand(-1, c, -1)
+        w_perm = torch.empty_like(w_reduce).scatter_(2, index, w_reduce)
+        weight = w_perm @ self.expand.weight.flatten(1).to(x.dtype)  # (B, C, C)
+        bias = (w_perm @ self.expand.bias.to(x.dtype)[:, None]).squeeze(-1) + self.reduce.bias
+        out = weight @ x.flatten(2) + bias.to(x.dtype)[:, :, None]
+        return out.view_as(x) if x.is_contiguous() else out.reshape(x.shape)
+
+    def forward_reference(self, x: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        """The release's computation, step by step (for tests and reading)."""
         values, order = self.channel_order(scores)
         y = self.expand(x)
         y = torch.gather(y, 1, order[:, :, None, None].expand(-1, -1, *y.shape[-2:]))
-        if self.learnable_dgm:
-            weight = 1 + values - values.detach()
-            y = y * weight[:, :, None, None].to(y.dtype)
+        weights = self.channel_weights(values)
+        if weights is not None:
+            y = y * weights[:, :, None, None].to(y.dtype)
         return self.reduce(y)
 
 

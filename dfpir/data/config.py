@@ -1,0 +1,312 @@
+"""Configuration dataclasses of the data pipeline and the release's default settings.
+
+Plain dataclasses of str/int/float/bool/list/dict fields so the project's YAML loader can build
+them strictly. Relative paths are resolved against ``DataConfig.data_root``. ``DataConfig()``
+is the release's three-task setting; ``default_five_task()`` and ``builtin_demo()`` give the
+others.
+"""
+
+import types
+from dataclasses import dataclass, field, fields, is_dataclass
+from typing import Any, Union, get_args, get_origin, get_type_hints
+
+from .layouts import LAYOUT_MODES
+from .synthetic import (
+    BlurConfig,
+    HazeConfig,
+    LowLightConfig,
+    NoiseConfig,
+    RainConfig,
+    SyntheticConfig,
+)
+from .tasks import task_family, validate_task
+
+__all__ = [
+    "BlurConfig",
+    "BuiltinConfig",
+    "DataConfig",
+    "HazeConfig",
+    "LowLightConfig",
+    "NoiseConfig",
+    "RainConfig",
+    "SyntheticConfig",
+    "TaskDataConfig",
+    "TestSetConfig",
+    "RELEASE_REPEATS",
+    "builtin_demo",
+    "data_config_from_dict",
+    "data_config_from_yaml",
+    "default_five_task",
+    "default_three_task",
+]
+
+# Repeat factors of the release's epoch: how often each sample list is concatenated.
+RELEASE_REPEATS: dict[str, dict[str, int]] = {
+    "three_task": {"denoise_15": 3, "denoise_25": 3, "denoise_50": 3, "derain": 120, "dehaze": 1},
+    "five_task": {
+        "denoise_15": 3,
+        "denoise_25": 3,
+        "denoise_50": 3,
+        "derain": 80,
+        "dehaze": 1,
+        "deblur": 30,
+        "lowlight": 60,
+    },
+}
+
+# Training folders, relative to data_root, in PromptIR's layout (see docs/readme_data.md).
+DEFAULT_TRAIN_ROOTS: dict[str, str] = {
+    "denoise": "Train/Denoise",
+    "derain": "Train/Derain",
+    "dehaze": "Train/Dehaze",
+    "deblur": "Train/Deblur",
+    "lowlight": "Train/Lowlight",
+}
+
+
+@dataclass
+class TaskDataConfig:
+    """One training task: where its images are and how often its list repeats per epoch."""
+
+    task: str  # a registered task name, e.g. "denoise_25", "derain"
+    roots: list[str] = field(default_factory=list)  # folders in the task's layout
+    list_file: str = ""  # optional subset: one image path per line, relative to a root
+    repeat: int = 1  # times the sample list is repeated in one epoch
+    layout: str = "auto"  # "auto", "flat" (root/blur + root/sharp) or "nested" (per sequence)
+    degraded_dir: str = ""  # override the standard degraded sub-folder name ("" = standard)
+    clean_dir: str = ""  # override the clean sub-folder name (denoise: sub-folder of the root)
+    use_cache: bool = True  # read through DataConfig.cache_dir when that is set
+
+    def __post_init__(self) -> None:
+        _check_item(self.task, self.layout)
+        if self.repeat < 0:
+            raise ValueError(f"repeat of task {self.task!r} must be >= 0, got {self.repeat}")
+
+
+@dataclass
+class TestSetConfig:
+    """One evaluation set: its name in result tables, its task (for the prompt) and folder."""
+
+    __test__ = False  # not a pytest test class despite its name
+
+    name: str  # e.g. "cbsd68_s25", "rain100l", "sots", "gopro", "lol"
+    task: str
+    root: str
+    list_file: str = ""
+    layout: str = "auto"
+    degraded_dir: str = ""
+    clean_dir: str = ""
+    max_images: int = 0  # evaluate only the first N images (0 = all)
+
+    def __post_init__(self) -> None:
+        _check_item(self.task, self.layout)
+
+
+@dataclass
+class BuiltinConfig:
+    """The download-free dataset made from scikit-image's colour photographs."""
+
+    enabled: bool = False
+    use_for_train: bool = True
+    use_for_test: bool = True
+    tasks: list[str] = field(
+        default_factory=lambda: ["denoise_25", "derain", "dehaze", "deblur", "lowlight"]
+    )
+    train_images: list[str] = field(
+        default_factory=lambda: [
+            "astronaut",
+            "rocket",
+            "motorcycle_left",
+            "motorcycle_right",
+            "hubble_deep_field",
+            "immunohistochemistry",
+            "retina",
+        ]
+    )
+    test_images: list[str] = field(default_factory=lambda: ["coffee", "chelsea"])
+    repeat: int = 16  # random crops per (image, task) in one epoch
+    test_max_side: int = 0  # shrink test images so the longer side is at most this (0 = keep)
+
+
+@dataclass
+class DataConfig:
+    """Everything the data pipeline needs; the defaults are the release's three-task setting."""
+
+    data_root: str = "data"  # relative roots and list files are taken relative to this
+    train_tasks: list[TaskDataConfig] = field(default_factory=lambda: _train_tasks("three_task"))
+    test_sets: list[TestSetConfig] = field(default_factory=lambda: _test_sets("three_task"))
+    patch_size: int = 128  # the release: 128 (fine-tuning: 192)
+    small_image_policy: str = "pad"  # images smaller than the patch: "pad" (reflect) or "skip"
+    num_workers: int = 4
+    seed: int = 0  # base seed of the test noise and of the built-in test degradations
+    cache_dir: str = ""  # decode-once .npy cache for training images ("" = off)
+    builtin: BuiltinConfig = field(default_factory=BuiltinConfig)
+    synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
+
+    def __post_init__(self) -> None:
+        validate_data_config(self)
+
+
+def _check_item(task: str, layout: str) -> None:
+    validate_task(task)
+    if layout not in LAYOUT_MODES:
+        raise ValueError(f"layout of task {task!r} must be one of {LAYOUT_MODES}, got {layout!r}")
+
+
+def _train_tasks(setting: str) -> list[TaskDataConfig]:
+    return [
+        TaskDataConfig(task=task, roots=[DEFAULT_TRAIN_ROOTS[task_family(task)]], repeat=repeat)
+        for task, repeat in RELEASE_REPEATS[setting].items()
+    ]
+
+
+def _test_sets(setting: str) -> list[TestSetConfig]:
+    cbsd68 = "test/denoise/bsd68"
+    common = [
+        TestSetConfig(name="sots", task="dehaze", root="test/dehaze"),
+        TestSetConfig(name="rain100l", task="derain", root="test/derain/Rain100L"),
+    ]
+    if setting == "three_task":
+        return common + [
+            TestSetConfig(name=f"cbsd68_s{s}", task=f"denoise_{s}", root=cbsd68)
+            for s in (15, 25, 50)
+        ]
+    return common + [
+        TestSetConfig(name="cbsd68_s25", task="denoise_25", root=cbsd68),
+        TestSetConfig(name="gopro", task="deblur", root="test/deblur"),
+        TestSetConfig(name="lol", task="lowlight", root="test/lowlight"),
+    ]
+
+
+def default_three_task() -> DataConfig:
+    """The release's three-task setting (denoise x3 per sigma, derain x120, dehaze x1)."""
+    return DataConfig()
+
+
+def default_five_task() -> DataConfig:
+    """The release's five-task setting (adds deblur x30 and low light x60; derain x80)."""
+    return DataConfig(train_tasks=_train_tasks("five_task"), test_sets=_test_sets("five_task"))
+
+
+def builtin_demo() -> DataConfig:
+    """The CPU demo: built-in scikit-image photos, five tasks, 48x48 crops, no downloads."""
+    return DataConfig(
+        train_tasks=[],
+        test_sets=[],
+        patch_size=48,
+        num_workers=0,
+        builtin=BuiltinConfig(enabled=True),
+    )
+
+
+def validate_data_config(cfg: DataConfig) -> DataConfig:
+    """Check values a type check cannot (task names, policies, sizes); raises ``ValueError``."""
+    if cfg.small_image_policy not in ("pad", "skip"):
+        raise ValueError(
+            f"small_image_policy must be 'pad' or 'skip', got {cfg.small_image_policy!r}"
+        )
+    if cfg.patch_size < 1:
+        raise ValueError(f"patch_size must be positive, got {cfg.patch_size}")
+    if cfg.seed < 0:
+        raise ValueError(f"seed must be >= 0, got {cfg.seed}")
+    for item in [*cfg.train_tasks, *cfg.test_sets]:
+        item.__post_init__()
+    names = [t.name for t in cfg.test_sets]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise ValueError(f"duplicate test set names: {', '.join(duplicates)}")
+    for task in cfg.builtin.tasks:
+        validate_task(task)
+    return cfg
+
+
+# ---------------------------------------------------------------- strict dict -> dataclass
+
+
+def _convert(value: Any, annotation: Any, where: str) -> Any:
+    origin = get_origin(annotation)
+    if annotation is Any:
+        return value
+    if origin is Union or origin is getattr(types, "UnionType", Union):
+        options = get_args(annotation)
+        if value is None and type(None) in options:
+            return None
+        inner = [a for a in options if a is not type(None)]
+        return _convert(value, inner[0], where)
+    if is_dataclass(annotation):
+        if not isinstance(value, dict):
+            raise ValueError(f"{where}: expected a mapping, got {type(value).__name__}")
+        return _build(annotation, value, where)
+    if origin is list:
+        if not isinstance(value, (list, tuple)):
+            raise ValueError(f"{where}: expected a list, got {type(value).__name__}")
+        (item_type,) = get_args(annotation)
+        return [_convert(v, item_type, f"{where}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ValueError(f"{where}: expected a mapping, got {type(value).__name__}")
+        _, value_type = get_args(annotation)
+        return {str(k): _convert(v, value_type, f"{where}.{k}") for k, v in value.items()}
+    if annotation is bool:
+        if not isinstance(value, bool):
+            raise ValueError(f"{where}: expected true/false, got {value!r}")
+        return value
+    if annotation is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"{where}: expected an integer, got {value!r}")
+        return value
+    if annotation is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError(f"{where}: expected a number, got {value!r}")
+        return float(value)
+    if annotation is str:
+        if not isinstance(value, str):
+            raise ValueError(f"{where}: expected a string, got {value!r}")
+        return value
+    raise ValueError(f"{where}: unsupported field type {annotation!r}")
+
+
+def _build(cls: type, values: dict, where: str) -> Any:
+    hints = get_type_hints(cls)
+    known = {f.name for f in fields(cls)}
+    for key in values:
+        if key not in known:
+            raise ValueError(
+                f"unknown key {where}.{key!s}; valid keys of {cls.__name__}: {', '.join(sorted(known))}"
+            )
+    kwargs = {k: _convert(v, hints[k], f"{where}.{k}") for k, v in values.items()}
+    try:
+        return cls(**kwargs)
+    except TypeError as error:  # a required field is missing
+        raise ValueError(f"{where}: {error}") from None
+
+
+def data_config_from_dict(d: dict | None) -> DataConfig:
+    """Build a ``DataConfig`` from the ``data:`` mapping of a YAML file, strictly.
+
+    Unknown keys and wrongly typed values raise ``ValueError`` naming the key (e.g.
+    ``data.train_tasks[1].rooots``); keys left out keep the defaults of ``DataConfig``, i.e.
+    the release's three-task setting (give ``train_tasks``/``test_sets`` to replace them).
+    """
+    if d is None:
+        d = {}
+    if not isinstance(d, dict):
+        raise ValueError(f"data: expected a mapping, got {type(d).__name__}")
+    return validate_data_config(_build(DataConfig, d, "data"))
+
+
+def data_config_from_yaml(path: str) -> DataConfig:
+    """Read the ``data:`` section of a YAML config file into a ``DataConfig`` (strictly).
+
+    A file without a ``data:`` key gets the defaults. Raises ``ValueError`` naming the file.
+    """
+    import yaml
+
+    with open(path, encoding="utf-8") as handle:
+        document = yaml.safe_load(handle) or {}
+    if not isinstance(document, dict):
+        raise ValueError(f"{path}: expected a mapping at the top level")
+    try:
+        return data_config_from_dict(document.get("data"))
+    except ValueError as error:
+        raise ValueError(f"{path}: {error}") from None

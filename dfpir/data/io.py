@@ -1,0 +1,192 @@
+"""Reading and writing images: one reader that always gives 8-bit RGB, one that keeps the file.
+
+``read_image`` is what every dataset uses: it converts grayscale, palette, alpha and 16-bit files
+to 8-bit RGB (logging a note, because the release does the same silently with
+``Image.open(...).convert('RGB')``) and raises ``ImageReadError`` naming the file when it cannot be
+decoded. ``read_image_raw`` keeps dtype and alpha for restore scripts; ``write_image`` writes
+float [0, 1], uint8 or uint16 arrays.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from .errors import ImageReadError
+from .png16 import png_header, read_png16, write_png16
+
+logger = logging.getLogger(__name__)
+
+IMAGE_EXTENSIONS: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+_TIFF_EXTENSIONS = (".tif", ".tiff")
+
+
+def is_image_file(path: str | Path) -> bool:
+    """True for a visible file whose extension is a supported image format (case-insensitive)."""
+    path = Path(path)
+    return path.suffix.lower() in IMAGE_EXTENSIONS and not path.name.startswith(".")
+
+
+def _read_with_pillow(path: Path) -> np.ndarray:
+    with Image.open(path) as image:
+        image.load()
+        mode = image.mode
+        if mode == "P":
+            image = image.convert("RGBA" if "transparency" in image.info else "RGB")
+        elif mode == "PA":
+            image = image.convert("RGBA")
+        elif mode == "1":
+            image = image.convert("L")
+        elif mode not in ("L", "LA", "RGB", "RGBA", "I", "I;16", "I;16B", "I;16L", "F"):
+            image = image.convert("RGB")  # CMYK, YCbCr, LAB, HSV ...
+        array = np.asarray(image)
+    if array.dtype == np.int32 and array.size and array.min() >= 0 and array.max() <= 65535:
+        array = array.astype(np.uint16)  # Pillow's mode "I" for 16-bit greyscale
+    return np.array(array)
+
+
+def _read_tiff(path: Path) -> np.ndarray | None:
+    try:
+        import tifffile
+    except ImportError:  # pragma: no cover - tifffile ships with scikit-image
+        return None
+    try:
+        array = tifffile.imread(path)
+    except Exception:  # noqa: BLE001 - fall back to Pillow, which gives its own error
+        return None
+    if array.ndim == 3 and array.shape[0] in (3, 4) and array.shape[2] not in (3, 4):
+        array = np.moveaxis(array, 0, -1)  # planar TIFF
+    return array if array.ndim in (2, 3) else None
+
+
+def read_image_raw(path: str | Path) -> np.ndarray:
+    """The image as stored: HxW or HxWxC (C = 2 grey+alpha, 3, 4 with alpha), uint8/uint16/float.
+
+    Keeps 16-bit depth (including 16-bit colour PNG, which Pillow would truncate) and alpha, so a
+    restore script can write its output back in the input's format. Raises ``ImageReadError``.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ImageReadError(f"image file not found: {path}")
+    try:
+        header = png_header(path)
+        if header is not None and header["bit_depth"] == 16 and header["interlace"] == 0:
+            return read_png16(path)
+        if path.suffix.lower() in _TIFF_EXTENSIONS:
+            array = _read_tiff(path)
+            if array is not None:
+                return array
+        return _read_with_pillow(path)
+    except (OSError, ValueError, UnidentifiedImageError, SyntaxError) as error:
+        raise ImageReadError(f"cannot read image {path}: {error}") from error
+    except Exception as error:  # noqa: BLE001 - decoders raise many types on corrupt data
+        raise ImageReadError(
+            f"cannot read image {path}: {type(error).__name__}: {error}"
+        ) from error
+
+
+def to_uint8_rgb(array: np.ndarray, source: str = "image") -> np.ndarray:
+    """Convert any array from ``read_image_raw`` to uint8 HxWx3, logging what was converted."""
+    notes = []
+    if array.ndim == 3 and array.shape[2] in (2, 4):
+        array = array[:, :, : array.shape[2] - 1]
+        notes.append("alpha channel dropped")
+    if array.ndim == 3 and array.shape[2] == 1:
+        array = array[:, :, 0]
+    if array.ndim == 2:
+        array = np.repeat(array[:, :, None], 3, axis=2)
+        notes.append("grayscale replicated to RGB")
+    if array.ndim != 3 or array.shape[2] != 3:
+        raise ImageReadError(f"cannot convert {source} of shape {array.shape} to RGB")
+    if array.dtype == np.bool_:
+        array = array.astype(np.uint8) * 255
+        notes.append("1-bit scaled to 8-bit")
+    elif array.dtype == np.uint16 or (array.dtype.kind in "iu" and array.max(initial=0) > 255):
+        array = np.round(np.clip(array, 0, 65535).astype(np.float64) / 257.0).astype(np.uint8)
+        notes.append("16-bit scaled to 8-bit")
+    elif array.dtype.kind == "f":
+        scale = 255.0 if array.max(initial=0.0) <= 1.0 else 1.0
+        array = np.round(np.clip(array * scale, 0, 255)).astype(np.uint8)
+        notes.append("floating point scaled to 8-bit")
+    elif array.dtype != np.uint8:
+        array = np.clip(array, 0, 255).astype(np.uint8)
+    if notes:
+        logger.info("converted %s to 8-bit RGB: %s", source, ", ".join(notes))
+    return np.ascontiguousarray(array)
+
+
+def read_image(path: str | Path) -> np.ndarray:
+    """Read any supported image as uint8 HxWx3 RGB; raises ``ImageReadError`` naming the file."""
+    return to_uint8_rgb(read_image_raw(path), source=str(path))
+
+
+def _as_numpy_hwc(array: object) -> np.ndarray:
+    try:
+        import torch
+    except ImportError:  # pragma: no cover
+        torch = None
+    if torch is not None and isinstance(array, torch.Tensor):
+        tensor = array.detach().cpu()
+        if tensor.ndim == 4 and tensor.shape[0] == 1:
+            tensor = tensor[0]
+        return tensor.permute(1, 2, 0).numpy() if tensor.ndim == 3 else tensor.numpy()
+    return np.asarray(array)
+
+
+def write_image(path: str | Path, array: object) -> None:
+    """Write an image; creates parent folders.
+
+    ``array`` is numpy HxW or HxWxC (C = 1..4) as float in [0, 1] (clipped, rounded to 8-bit),
+    uint8, or uint16 (PNG only, written as 16-bit); a torch tensor is taken as CHW (or 1xCxHxW).
+    """
+    path = Path(path)
+    pixels = _as_numpy_hwc(array)
+    if pixels.ndim == 3 and pixels.shape[2] == 1:
+        pixels = pixels[:, :, 0]
+    if pixels.ndim not in (2, 3) or (pixels.ndim == 3 and pixels.shape[2] not in (2, 3, 4)):
+        raise ValueError(f"write_image expects HxW or HxWxC with C in 1..4, got {pixels.shape}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if pixels.dtype == np.uint16:
+        if path.suffix.lower() != ".png":
+            raise ValueError(f"16-bit images can only be written as PNG, not {path}")
+        write_png16(path, pixels)
+        return
+    if pixels.dtype.kind == "f":
+        pixels = np.round(np.clip(pixels, 0.0, 1.0) * 255.0).astype(np.uint8)
+    elif pixels.dtype != np.uint8:
+        raise ValueError(
+            f"write_image expects float in [0, 1], uint8 or uint16, got {pixels.dtype}"
+        )
+    image = Image.fromarray(np.ascontiguousarray(pixels))
+    if path.suffix.lower() in (".jpg", ".jpeg"):
+        image.convert("RGB").save(path, quality=95)
+    else:
+        image.save(path)
+
+
+_PNG_COLOUR_NOTES = {0: "grayscale", 3: "palette", 4: "grayscale with alpha", 6: "RGBA"}
+
+
+def image_header(path: str | Path) -> tuple[int, int, str]:
+    """(height, width, note) from the file header without decoding the pixels.
+
+    ``note`` says what ``read_image`` will convert (e.g. "16-bit grayscale"), "" for 8-bit RGB.
+    Raises ``ImageReadError`` naming the file when the header cannot be read.
+    """
+    path = Path(path)
+    try:
+        header = png_header(path)
+        if header is not None:
+            parts = ["16-bit"] if header["bit_depth"] == 16 else []
+            if header["colour_type"] in _PNG_COLOUR_NOTES:
+                parts.append(_PNG_COLOUR_NOTES[header["colour_type"]])
+            return header["height"], header["width"], " ".join(parts)
+        with Image.open(path) as image:
+            width, height = image.size
+            mode = image.mode
+        return height, width, "" if mode == "RGB" else f"mode {mode}"
+    except (OSError, ValueError, UnidentifiedImageError, SyntaxError) as error:
+        raise ImageReadError(f"cannot read image {path}: {error}") from error
