@@ -80,6 +80,8 @@ class EvalConfig:
     quantize: bool = False  # round outputs to uint8 before the metrics (as saved images would)
     save_images: bool = False
     device: str = "auto"
+    amp: str = "none"  # none (fp32, the protocol) | bf16 | fp16 autocast
+    max_images: int = 0  # evaluate only the first N images of each test set (0 = all)
 
 
 @dataclass

@@ -1,0 +1,184 @@
+"""Draw the paper's analysis figures (and a restoration grid) for a checkpoint.
+
+    python scripts/visualize.py tsne     --ckpt runs/demo/checkpoints/latest.pt --out figures
+    python scripts/visualize.py shuffle  --ckpt CKPT --config configs/three_task.yaml
+    python scripts/visualize.py features --ckpt CKPT --set-name builtin_derain --block all
+    python scripts/visualize.py features --ckpt CKPT --image rainy.png --task derain
+    python scripts/visualize.py grid     --ckpt CKPT --out docs/figures
+    python scripts/visualize.py all      --ckpt CKPT --out docs/figures
+
+Each sub-command writes NAME.png and the numbers behind it (CSV, .npz) to --out. The config is
+--config when given, else the one stored in the checkpoint (ours), else the defaults (a release
+checkpoint needs --config for its data and prompts); --set KEY=VALUE overrides it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from dfpir.analysis import (
+    DEFAULT_LAYER,
+    Analysis,
+    compute_features,
+    compute_grid,
+    compute_shuffle,
+    compute_tsne,
+    load_analysis,
+    pick_image,
+    save_features,
+    save_grid,
+    save_shuffle,
+    save_tsne,
+)
+from dfpir.benchmark import keep_freed_memory
+from dfpir.config import ConfigError
+from dfpir.data import DataError
+from dfpir.models.checkpoint import CheckpointError
+from dfpir.prompts import PromptError
+
+COMMANDS = ("tsne", "shuffle", "features", "grid")
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--ckpt", required=True, help="checkpoint (ours or a release one)")
+    parser.add_argument("--config", help="YAML config (default: the one in the checkpoint)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[],
+                        metavar="KEY=VALUE", help="override a config value (repeatable)")
+    parser.add_argument("--out", default="figures", help="output folder (default: figures)")
+    parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    parser.add_argument("--title", default="", help="prefix for the figure titles")
+    parser.add_argument("--seed", type=int, default=0, help="crops and t-SNE seed")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="torch CPU threads (default: torch's choice; 1 is often fastest "
+                             "for the small demo model on a busy machine)")
+
+
+def _tsne_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--layer", default=DEFAULT_LAYER,
+                        help="module whose output is embedded (default: dgpb_latent, the "
+                             "latent after its DGPB; 'latent' is the one before it)")
+    parser.add_argument("--crops", type=int, default=4,
+                        help="random crops per image, each one more point (default 4)")
+    parser.add_argument("--crop-size", type=int, default=96,
+                        help="crop side, clipped to the image's shorter side (default 96)")
+    parser.add_argument("--max-images", type=int, default=0,
+                        help="first N images of each test set (default: all)")
+    parser.add_argument("--sets", nargs="+", help="test sets to use (default: all)")
+    parser.add_argument("--perplexity", type=float, default=30.0,
+                        help="t-SNE perplexity, clipped to (samples - 1) / 3")
+    parser.add_argument("--metric", default="euclidean",
+                        help="distance for t-SNE and the silhouette (euclidean, cosine, ...)")
+
+
+def _shuffle_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--tasks", nargs="+",
+                        help="degradation prompts (default: every task the config knows)")
+
+
+def _features_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--image", help="an image file (default: a test set image)")
+    parser.add_argument("--task", help="its degradation (the prompt); needed with --image")
+    parser.add_argument("--set-name", help="test set to take the image from (default: first)")
+    parser.add_argument("--index", type=int, default=0, help="image index in --set-name")
+    parser.add_argument("--block", default="dgpb_level1",
+                        help="DGPB to draw: dgpb_level1..3, dgpb_latent or all")
+    parser.add_argument("--cmap", default="viridis", help="matplotlib colour map of the maps")
+
+
+def _grid_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--grid-index", type=int, default=0,
+                        help="which image of each test set (default: the first)")
+    parser.add_argument("--grid-sets", nargs="+", help="test sets (default: all)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     epilog="\n".join(__doc__.splitlines()[1:]))
+    sub = parser.add_subparsers(dest="command", required=True)
+    adders = {"tsne": (_tsne_args,), "shuffle": (_shuffle_args,),
+              "features": (_features_args,), "grid": (_grid_args,),
+              "all": (_tsne_args, _shuffle_args, _features_args, _grid_args)}
+    helps = {"tsne": "t-SNE of pooled features by task, with a silhouette score (Figure 3)",
+             "shuffle": "DGCPM channel order per prompt and pairwise differences (Figure 7)",
+             "features": "channel-mean feature maps through a DGPB (Figure 6)",
+             "grid": "degraded / restored / ground truth, one row per test set",
+             "all": "all four figures from one load of the model"}
+    for name, functions in adders.items():
+        command = sub.add_parser(name, help=helps[name], description=helps[name])
+        _common(command)
+        for add in functions:
+            add(command)
+    return parser
+
+
+def _report(name: str, paths: dict[str, Path], start: float, extra: str = "") -> None:
+    files = ", ".join(str(p) for p in paths.values())
+    print(f"{name}: {files}{extra} ({time.perf_counter() - start:.1f} s)", flush=True)
+
+
+def run(command: str, analysis: Analysis, args: argparse.Namespace) -> dict[str, Path]:
+    """Draw one figure into ``args.out``; returns the files written."""
+    out, start = Path(args.out), time.perf_counter()
+    if command == "tsne":
+        result = compute_tsne(analysis, args.layer, args.crops, args.crop_size,
+                              args.max_images, args.sets, args.perplexity, args.seed,
+                              args.metric)
+        paths = save_tsne(result, out, args.title)
+        _report(command, paths, start, f"; {len(result.tasks)} points, silhouette "
+                                       f"{result.silhouette:.3f}")
+    elif command == "shuffle":
+        result = compute_shuffle(analysis, args.tasks)
+        paths = save_shuffle(result, out, args.title)
+        mean = result.mean_differ()
+        off = mean[~np.eye(len(result.tasks), dtype=bool)]
+        _report(command, paths, start,
+                f"; mean fraction differing {off.mean():.3f}" if off.size else "")
+    elif command == "features":
+        image, clean, task, name = pick_image(analysis, args.image, args.task, args.set_name,
+                                              args.index)
+        blocks = (list(analysis.model.dgpbs()) if args.block == "all" else [args.block])
+        result = compute_features(analysis, image, task, blocks, clean, name)
+        paths = save_features(result, out, args.cmap, args.title)
+        _report(command, paths, start)
+    elif command == "grid":
+        rows = compute_grid(analysis, args.grid_index, args.grid_sets)
+        paths = save_grid(rows, out, args.title)
+        _report(command, paths, start)
+    else:
+        raise ValueError(f"unknown command {command!r}")
+    return paths
+
+
+def main(argv: list[str] | None = None, keep_memory: bool = False) -> int:
+    """Run the command line; ``keep_memory`` stops glibc from returning freed memory to the
+    OS (fewer page faults on the CPU; set for the whole process, so only from the shell)."""
+    args = build_parser().parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if keep_memory and not str(args.device).startswith("cuda"):
+        keep_freed_memory()
+    try:
+        analysis = load_analysis(args.ckpt, args.config, args.overrides, args.device)
+        if args.command != "all":
+            run(args.command, analysis, args)
+            return 0
+        for command in COMMANDS:  # a figure that does not apply (no DGCPM, ...) is skipped
+            try:
+                run(command, analysis, args)
+            except ValueError as err:
+                print(f"{command}: skipped: {err}", file=sys.stderr)
+    except (ConfigError, CheckpointError, PromptError, DataError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(keep_memory=True))
