@@ -63,6 +63,7 @@ class TrainConfig:
     bf16: bool = False  # bf16 autocast
     channels_last: bool = False
     compile: bool = False
+    keep_freed_memory: bool = True  # CPU: keep freed memory in the process (see dfpir.benchmark)
     log_every: int = 20  # iterations between TensorBoard scalars
     val_every: int = 1  # epochs between validations (0 = only at the end of each stage)
     val_max_images: int = 0  # validate on the first N images of each test set (0 = all)

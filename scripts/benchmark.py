@@ -11,20 +11,17 @@ import argparse
 
 import torch
 
-from dfpir.benchmark import (
-    benchmark,
-    count_params,
-    forward_flops,
-    keep_freed_memory,
-    markdown_table,
-)
+from dfpir.allocator import keep_freed_memory
+from dfpir.benchmark import benchmark, count_params, forward_flops, markdown_table
 from dfpir.models import DFPIR, DFPIRConfig
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="+", default=["dfpir", "restormer"],
-                        choices=["dfpir", "restormer"])
+                        choices=["dfpir", "restormer", "dfpir_reference"],
+                        help="dfpir_reference: DFPIR with the release's step-by-step DGCPM "
+                             "(expand, reorder, reduce) instead of the fused one")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--size", type=int, default=128)
     parser.add_argument("--batch", type=int, default=2)
@@ -49,11 +46,15 @@ def main() -> None:
     if not args.device.startswith("cuda") and not args.release_memory:
         keep_freed_memory()
 
-    configs = {"dfpir": DFPIRConfig(), "restormer": DFPIRConfig.restormer()}
+    configs = {"dfpir": DFPIRConfig(), "restormer": DFPIRConfig.restormer(),
+               "dfpir_reference": DFPIRConfig()}
     models = {}
     for name in args.models:
         torch.manual_seed(args.seed)
         models[name] = DFPIR(configs[name])
+        if name == "dfpir_reference":
+            for block in models[name].dgpbs().values():
+                block.dgcpm.forward = block.dgcpm.forward_reference
         if args.flops_only:
             flops = forward_flops(models[name], args.size, args.batch)
             print(f"{name}: {count_params(models[name]):,} parameters, "

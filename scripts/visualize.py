@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from dfpir.allocator import keep_freed_memory
 from dfpir.analysis import (
     DEFAULT_LAYER,
     Analysis,
@@ -36,7 +37,6 @@ from dfpir.analysis import (
     save_shuffle,
     save_tsne,
 )
-from dfpir.benchmark import keep_freed_memory
 from dfpir.config import ConfigError
 from dfpir.data import DataError
 from dfpir.models.checkpoint import CheckpointError

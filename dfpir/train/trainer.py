@@ -6,6 +6,7 @@ import dataclasses
 import logging
 import math
 import signal
+import sys
 import time
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from ..allocator import keep_freed_memory
 from ..config import ExperimentConfig, StageConfig, config_to_dict, save_config
 from ..data import build_test_datasets, build_train_dataset, check_data, seed_worker
 from ..models import DFPIR
@@ -73,6 +75,8 @@ class Trainer:
         self._check_run_dir(resume, overwrite)
         self.stop_requested = False
 
+        if self.ctx.device.type == "cpu" and cfg.train.keep_freed_memory:
+            keep_freed_memory()  # ~25% faster CPU steps: no page faults on every activation
         torch.manual_seed(cfg.seed)  # same initial weights on every rank
         self.model = DFPIR(cfg.model).to(self.ctx.device)
         torch.manual_seed(cfg.seed + self.ctx.rank)  # per-rank streams from here on
@@ -226,7 +230,8 @@ class Trainer:
         stage_iters = self._stage_iters(stage, iters_per_epoch)
         done = p.epoch * iters_per_epoch + p.iteration
         bar = tqdm(total=stage_iters, initial=done, desc=f"{stage.name}", unit="it",
-                   disable=not self.ctx.is_main, dynamic_ncols=True)
+                   disable=not self.ctx.is_main, dynamic_ncols=True,
+                   mininterval=0.1 if sys.stderr.isatty() else 5.0)  # quiet logs off a tty
         try:
             while p.epoch < stage.epochs and done < stage_iters:
                 done = self._run_epoch(stage, dataset, iters_per_epoch, stage_iters, bar)
@@ -294,9 +299,10 @@ class Trainer:
         p.iteration = 0
         if t.scheduler_step == "epoch":
             self.scheduler.step()
-        last = p.epoch >= stage.epochs
-        if (t.val_every and p.epoch % t.val_every == 0) or last:
-            self.validate()
+        last_of_run = p.epoch >= stage.epochs and p.stage == len(t.stages) - 1
+        if (t.val_every and p.epoch % t.val_every == 0) or (p.epoch >= stage.epochs
+                                                             and not last_of_run):
+            self.validate()  # the last epoch of the run gets the full final validation
         names = ["latest"]
         if t.save_every_epochs and p.epoch % t.save_every_epochs == 0:
             names.append(f"stage{p.stage + 1}_epoch{p.epoch:04d}")
@@ -344,7 +350,7 @@ class Trainer:
             self.writer.add_image(f"samples/{name}", image, step)
         mean_psnr = sum(m["psnr"] for m in results.values()) / len(results)
         self.writer.add_scalar("val/mean_psnr", mean_psnr, step)
-        if not final and mean_psnr > self.progress.best_psnr:
+        if mean_psnr > self.progress.best_psnr:
             self.progress.best_psnr = mean_psnr
             self.save("best")
         if final:
