@@ -4,7 +4,6 @@ images are reported without stopping the rest; clear errors for names and checkp
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -18,13 +17,7 @@ from dfpir.models import DFPIR
 from dfpir.models.checkpoint import release_checkpoint
 from dfpir.restore import finish_image, main, prepare_image
 
-
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture
