@@ -130,3 +130,10 @@ def test_task_config_validates_itself():
         TaskDataConfig(task="dehazing")
     with pytest.raises(ValueError, match="layout"):
         TaskDataConfig(task="dehaze", layout="tree")
+
+
+def test_from_yaml_follows_the_base_chain(tmp_path):
+    (tmp_path / "base.yaml").write_text("data:\n  data_root: /datasets\n  seed: 7\n")
+    (tmp_path / "top.yaml").write_text("base: base.yaml\ndata:\n  seed: 3\n")
+    cfg = data_config_from_yaml(str(tmp_path / "top.yaml"))
+    assert cfg.data_root == "/datasets" and cfg.seed == 3

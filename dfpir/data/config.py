@@ -296,16 +296,13 @@ def data_config_from_dict(d: dict | None) -> DataConfig:
 
 
 def data_config_from_yaml(path: str) -> DataConfig:
-    """Read the ``data:`` section of a YAML config file into a ``DataConfig`` (strictly).
-
-    A file without a ``data:`` key gets the defaults. Raises ``ValueError`` naming the file.
+    """Read the ``data:`` section of a YAML config file (and of its ``base:`` chain) into a
+    ``DataConfig``, strictly. A file without a ``data:`` key gets the defaults. Raises
+    ``ValueError`` naming the file.
     """
-    import yaml
+    from ..config import load_raw  # the project's reader: follows ``base:`` inheritance
 
-    with open(path, encoding="utf-8") as handle:
-        document = yaml.safe_load(handle) or {}
-    if not isinstance(document, dict):
-        raise ValueError(f"{path}: expected a mapping at the top level")
+    document = load_raw(path)
     try:
         return data_config_from_dict(document.get("data"))
     except ValueError as error:
