@@ -3,7 +3,7 @@
     python scripts/eval.py --config configs/three_task.yaml --ckpt ckpt/dfpir3.ckpt --out results/d3
     python scripts/eval.py --config configs/five_task.yaml --ckpt ckpt/dfpir5.ckpt --tile 512
 
-See docs/readme_eval.md and ``python scripts/eval.py --help``; the work is done by
+See the README ("Evaluate", "Restore") and ``python scripts/eval.py --help``; the work is done by
 ``dfpir.evaluate``.
 """
 

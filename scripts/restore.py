@@ -3,7 +3,7 @@
     python scripts/restore.py --ckpt ckpt/dfpir5.ckpt --input photos/ --degradation derain
     python scripts/restore.py --ckpt ckpt/dfpir5.ckpt -i hazy.jpg -o out.png -p "Hazy degradation"
 
-See docs/readme_eval.md and ``python scripts/restore.py --help``; the work is done by
+See the README ("Evaluate", "Restore") and ``python scripts/restore.py --help``; the work is done by
 ``dfpir.restore``.
 """
 

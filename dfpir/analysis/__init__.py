@@ -1,7 +1,7 @@
 """The paper's analysis figures for any checkpoint: t-SNE of features by task (Figure 3), the
 DGCPM channel order per prompt (Figure 7), the feature maps through a DGPB (Figure 6), and a
 restoration grid. Each ``compute_*`` returns the numbers, each ``save_*`` writes a PNG and the
-numbers (CSV, .npz). ``scripts/visualize.py`` is the command line; see docs/readme_figures.md.
+numbers (CSV, .npz). ``scripts/visualize.py`` is the command line; see the README, "Figures".
 """
 
 from .common import Analysis, default_tasks, load_analysis, record, resolve_config

@@ -4,7 +4,7 @@ sets following the evaluation protocol, synthetic degradations and a download-fr
 Entry points: ``build_train_dataset``, ``build_test_datasets``, ``check_data``, the config
 helpers ``default_three_task``/``default_five_task``/``builtin_demo``, ``crop_to_multiple``
 (evaluation crop), ``read_image``/``write_image`` and ``seed_worker`` (DataLoader
-``worker_init_fn``). See docs/readme_data.md.
+``worker_init_fn``). See the README, "Data".
 """
 
 from .build import build_test_datasets, build_train_dataset, resolve_path, training_image_paths

@@ -54,7 +54,7 @@ RELEASE_REPEATS: dict[str, dict[str, int]] = {
     },
 }
 
-# Training folders, relative to data_root, in PromptIR's layout (see docs/readme_data.md).
+# Training folders, relative to data_root, in PromptIR's layout (see the README, "Data").
 DEFAULT_TRAIN_ROOTS: dict[str, str] = {
     "denoise": "Train/Denoise",
     "derain": "Train/Derain",

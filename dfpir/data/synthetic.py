@@ -4,7 +4,7 @@ Every function takes an image laid out HxWxC (or HxW) either as uint8 or as floa
 returns the same dtype and shape (uint8 results are rounded), and draws all its randomness from
 ``rng`` (a ``numpy.random.Generator`` or an int seed): the same seed gives the same output.
 Parameters live in dataclass configs whose ranges are sampled once per call. Defaults are chosen
-so that degraded inputs sit in the PSNR range of the benchmarks (see docs/readme_data.md).
+so that degraded inputs sit in the PSNR range of the benchmarks (see the README, "Data").
 """
 
 from __future__ import annotations
