@@ -98,6 +98,7 @@ class Trainer:
         self.bank = PromptBank(build_encoder(cfg.prompts, self.ctx.device), tasks,
                                cfg.prompts.style)
         self.test_sets = build_test_datasets(cfg.data)
+        self.input_scores: dict[tuple[str, int], tuple[float, float]] = {}
         self.writer = None
         if self.ctx.is_main:
             from torch.utils.tensorboard import SummaryWriter
@@ -341,7 +342,8 @@ class Trainer:
             return {}
         limit = 0 if final else self.cfg.train.val_max_images
         results, samples = validate(self.model, self.test_sets, self.bank, self.ctx.device,
-                                    limit, self.cfg.train.sample_images, self.cfg.eval)
+                                    limit, self.cfg.train.sample_images, self.cfg.eval,
+                                    self.input_scores)
         step = self.progress.global_step
         for name, metrics in results.items():
             for key, value in metrics.items():
@@ -350,7 +352,10 @@ class Trainer:
             self.writer.add_image(f"samples/{name}", image, step)
         mean_psnr = sum(m["psnr"] for m in results.values()) / len(results)
         self.writer.add_scalar("val/mean_psnr", mean_psnr, step)
-        if mean_psnr > self.progress.best_psnr:
+        # 'best' compares like with like: the final (all-image) validation only counts when the
+        # periodic ones also used every image
+        comparable = not final or limit == self.cfg.train.val_max_images
+        if comparable and mean_psnr > self.progress.best_psnr:
             self.progress.best_psnr = mean_psnr
             self.save("best")
         if final:
@@ -366,7 +371,6 @@ def train(cfg: ExperimentConfig, run_dir: str | Path, resume: bool = False,
           overwrite: bool = False) -> dict[str, dict[str, float]]:
     """Set up (one process or a ``torchrun`` group), train, tear down."""
     ctx = setup(cfg.train.device)
-    torch.manual_seed(cfg.seed)
     try:
         return Trainer(cfg, run_dir, resume, overwrite, ctx).run()
     finally:

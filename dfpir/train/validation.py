@@ -22,10 +22,16 @@ def _hwc(image: torch.Tensor) -> np.ndarray:
 @torch.no_grad()
 def validate(model: torch.nn.Module, test_sets: dict[str, Dataset], bank: PromptBank,
              device: torch.device, max_images: int = 0, sample_images: int = 0,
-             eval_cfg: EvalConfig | None = None
+             eval_cfg: EvalConfig | None = None,
+             input_scores: dict[tuple[str, int], tuple[float, float]] | None = None,
              ) -> tuple[dict[str, dict[str, float]], dict[str, torch.Tensor]]:
     """Mean PSNR/SSIM of the restored images and of the degraded inputs per test set, and a
-    (degraded | restored | clean) strip of the first ``sample_images`` images of each set."""
+    (degraded | restored | clean) strip of the first ``sample_images`` images of each set.
+
+    ``input_scores`` caches the inputs' (PSNR, SSIM) by (set, index) across calls: test inputs
+    are fixed (seeded), so they need scoring once per run, not at every validation.
+    """
+    input_scores = {} if input_scores is None else input_scores
     eval_cfg = eval_cfg or EvalConfig()
     was_training = model.training
     model.eval()
@@ -38,11 +44,14 @@ def validate(model: torch.nn.Module, test_sets: dict[str, Dataset], bank: Prompt
             degraded, clean, task, _ = dataset[i]
             out = restore(model, degraded.to(device), bank(task, device), tile=eval_cfg.tile,
                           overlap=eval_cfg.tile_overlap)
-            restored, target, source = _hwc(out), _hwc(clean), _hwc(degraded)
+            restored, target = _hwc(out), _hwc(clean)
             sums["psnr"] += psnr(restored, target)
             sums["ssim"] += ssim(restored, target)
-            sums["input_psnr"] += psnr(source, target)
-            sums["input_ssim"] += ssim(source, target)
+            if (name, i) not in input_scores:
+                source = _hwc(degraded)
+                input_scores[name, i] = (psnr(source, target), ssim(source, target))
+            sums["input_psnr"] += input_scores[name, i][0]
+            sums["input_ssim"] += input_scores[name, i][1]
             if i < sample_images:
                 strips.append(torch.cat([degraded.cpu(), out.float().clamp(0, 1).cpu(),
                                          clean.cpu()], dim=2))
