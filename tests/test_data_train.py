@@ -229,19 +229,23 @@ def test_cache_gives_identical_samples_and_reads_memory_maps(tmp_path):
     assert isinstance(cached.load(pairs[0].clean), np.memmap)
 
 
-def test_dataloader_two_workers_mixed_set(tmp_path):
+def rain_and_noise_config(tmp_path, denoise_task: str, repeat: int) -> DataConfig:
+    """Two training tasks on tiny fake folders: derain pairs and clean images to add noise to."""
     make_derain_train(tmp_path / "rain", count=2)
     make_denoise(tmp_path / "clean", count=2)
-    cfg = DataConfig(
+    return DataConfig(
         data_root=str(tmp_path),
         patch_size=16,
         train_tasks=[
-            TaskDataConfig(task="derain", roots=["rain"], repeat=4),
-            TaskDataConfig(task="denoise_25", roots=["clean"], repeat=4),
+            TaskDataConfig(task="derain", roots=["rain"], repeat=repeat),
+            TaskDataConfig(task=denoise_task, roots=["clean"], repeat=repeat),
         ],
         test_sets=[],
     )
-    mixed = build_train_dataset(cfg)
+
+
+def test_dataloader_two_workers_mixed_set(tmp_path):
+    mixed = build_train_dataset(rain_and_noise_config(tmp_path, "denoise_25", repeat=4))
     copy = pickle.loads(pickle.dumps(mixed))
     assert copy[0][0].shape == (3, 16, 16)
     loader = DataLoader(
@@ -282,17 +286,7 @@ def test_seed_worker_gives_each_worker_its_own_numpy_stream():
 
 
 def test_set_epoch_makes_items_a_function_of_seed_epoch_and_index(tmp_path):
-    make_derain_train(tmp_path / "rain", count=2)
-    make_denoise(tmp_path / "clean", count=2)
-    cfg = DataConfig(
-        data_root=str(tmp_path),
-        patch_size=16,
-        train_tasks=[
-            TaskDataConfig(task="derain", roots=["rain"], repeat=2),
-            TaskDataConfig(task="denoise_50", roots=["clean"], repeat=2),
-        ],
-        test_sets=[],
-    )
+    cfg = rain_and_noise_config(tmp_path, "denoise_50", repeat=2)
     first, second = build_train_dataset(cfg), build_train_dataset(cfg)
     first.set_epoch(0, 3)
     second.set_epoch(0, 3)
