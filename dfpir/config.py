@@ -19,12 +19,9 @@ from typing import Any, Union, get_args, get_origin, get_type_hints
 import yaml
 
 from .data.config import DataConfig
+from .errors import ConfigError
 from .models import DFPIRConfig
 from .prompts import PromptConfig
-
-
-class ConfigError(ValueError):
-    """A config that cannot be read or does not fit the schema."""
 
 
 @dataclass

@@ -20,6 +20,8 @@ from collections.abc import Iterator
 import torch
 from torch import nn
 
+from .errors import ConfigError, DeviceError
+
 __all__ = ["AMP_DTYPES", "autocast_context", "blend_window", "resolve_device", "restore",
            "tile_starts"]
 
@@ -40,9 +42,9 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     try:
         resolved = torch.device(device)
     except RuntimeError as err:
-        raise ValueError(f"unknown device {device!r}; expected auto, cpu, cuda or cuda:N") from err
+        raise DeviceError(f"unknown device {device!r}; expected auto, cpu, cuda or cuda:N") from err
     if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {device!r} requested but CUDA is not available here")
+        raise DeviceError(f"device {device!r} requested but CUDA is not available here")
     return resolved
 
 
@@ -50,7 +52,7 @@ def autocast_context(device: torch.device, amp: str | None) -> contextlib.Abstra
     """``torch.autocast`` for ``amp`` in ``AMP_DTYPES`` (``None``/"none": full precision)."""
     name = amp or "none"
     if name not in AMP_DTYPES:
-        raise ValueError(f"unknown amp mode {amp!r}; expected one of {list(AMP_DTYPES)}")
+        raise ConfigError(f"unknown amp mode {amp!r}; expected one of {list(AMP_DTYPES)}")
     dtype = AMP_DTYPES[name]
     if dtype is None:
         return contextlib.nullcontext()

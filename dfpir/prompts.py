@@ -20,6 +20,8 @@ from typing import Protocol
 import numpy as np
 import torch
 
+from .errors import DfpirError
+
 
 @dataclass(frozen=True)
 class Degradation:
@@ -47,7 +49,7 @@ DEGRADATIONS: dict[str, Degradation] = {
 PROMPT_STYLES = ("detailed", "simple")
 
 
-class PromptError(ValueError):
+class PromptError(DfpirError, ValueError):
     """An unknown degradation, prompt style or encoder, or an encoder that cannot run here."""
 
 

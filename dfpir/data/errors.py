@@ -1,13 +1,15 @@
 """Exceptions raised by the data pipeline.
 
-All derive from ``DataError`` (a ``ValueError``) so callers can catch one type; every message
+All derive from ``DataError`` (a ``DfpirError`` and a ``ValueError``) so callers can catch one type; every message
 names the file or folder at fault and, for folder layouts, what was expected there.
 """
 
 from __future__ import annotations
 
+from ..errors import DfpirError
 
-class DataError(ValueError):
+
+class DataError(DfpirError, ValueError):
     """A problem with the data on disk or with a data configuration."""
 
 

@@ -15,6 +15,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ..errors import DfpirError
+
 #: Released DFPIR module name -> ours.
 RELEASE_BLOCKS = {
     "encoder_shuffle_channel1": "dgpb_level1",
@@ -48,7 +50,7 @@ RELEASE_UNUSED = re.compile(r"^(encoder_shuffle_channel[123]|latent_shuffle_chan
                             r"\.select_attn\.attn[123]$")
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(DfpirError, RuntimeError):
     """A checkpoint that is missing, unreadable or does not fit the model."""
 
 

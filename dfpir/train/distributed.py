@@ -8,6 +8,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from ..inference import resolve_device
+
 
 @dataclass
 class DistContext:
@@ -30,13 +32,10 @@ class DistContext:
 
 
 def pick_device(name: str, local_rank: int = 0) -> torch.device:
-    """'auto' is the local CUDA device when there is one, else the CPU."""
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    device = torch.device(name)
+    """'auto' is the local CUDA device when there is one, else the CPU (checked by
+    ``dfpir.inference.resolve_device``, the one device resolver; raises ``DeviceError``)."""
+    device = resolve_device(name)
     if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise RuntimeError(f"train.device is {name!r} but CUDA is not available here")
         if device.index is None:
             device = torch.device("cuda", local_rank)
         torch.cuda.set_device(device)

@@ -18,7 +18,8 @@ from tqdm import tqdm
 
 from ..allocator import keep_freed_memory
 from ..config import ExperimentConfig, StageConfig, config_to_dict, save_config
-from ..data import build_test_datasets, build_train_dataset, check_data, seed_worker
+from ..data import DataError, build_test_datasets, build_train_dataset, check_data, seed_worker
+from ..errors import DfpirError, TrainingError
 from ..models import DFPIR
 from ..prompts import DEGRADATIONS, PromptBank, build_encoder
 from .checkpointing import (
@@ -35,11 +36,11 @@ from .validation import validate, write_comparison_figure, write_results_table
 logger = logging.getLogger(__name__)
 
 
-class NonFiniteLossError(RuntimeError):
+class NonFiniteLossError(TrainingError):
     """The loss became NaN or infinite; the run stops and keeps its last good checkpoint."""
 
 
-class RunDirError(RuntimeError):
+class RunDirError(DfpirError, RuntimeError):
     """The run directory already holds a run and neither resume nor overwrite was asked for."""
 
 
@@ -91,7 +92,7 @@ class Trainer:
 
         report = check_data(cfg.data)  # fail before the first step, with every problem listed
         if not report.ok:
-            raise RuntimeError("the data check failed, nothing was trained:\n" + report.format())
+            raise DataError("the data check failed, nothing was trained:\n" + report.format())
         tasks = sorted({t.task for t in cfg.data.train_tasks} | self._test_tasks()
                        | (set(cfg.data.builtin.tasks) if cfg.data.builtin.enabled else set()),
                        key=list(DEGRADATIONS).index)
@@ -100,6 +101,7 @@ class Trainer:
         self.test_sets = build_test_datasets(cfg.data)
         self.input_scores: dict[tuple[str, int], tuple[float, float]] = {}
         self.writer = None
+        self._make_run_dir(overwrite)
         if self.ctx.is_main:
             from torch.utils.tensorboard import SummaryWriter
 
@@ -126,6 +128,11 @@ class Trainer:
                 f"{self.run_dir} already holds a run; pass --resume to continue it or "
                 "--overwrite to start again there"
             )
+
+    def _make_run_dir(self, overwrite: bool) -> None:
+        """Create the run directory: only once the config, device, data and prompts have all
+        been checked, so a bad command leaves nothing on disk."""
+        latest = self.ckpt_dir / "latest.pt"
         if self.ctx.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             if overwrite and latest.exists():
@@ -219,7 +226,7 @@ class Trainer:
         dataset = self._train_set(stage)
         iters_per_epoch = self._iters_per_epoch(len(dataset), stage)
         if iters_per_epoch == 0:
-            raise RuntimeError(f"stage {stage.name!r}: {len(dataset)} training samples give no "
+            raise TrainingError(f"stage {stage.name!r}: {len(dataset)} training samples give no "
                                f"full batch of {stage.batch_size} per process")
         self._make_optimizer(stage, iters_per_epoch)
         pending = getattr(self, "_pending", None)

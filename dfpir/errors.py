@@ -1,0 +1,25 @@
+"""The one root of the errors a user can cause (bad config, data, prompts, checkpoint, device,
+run directory): every command catches ``DfpirError``, prints ``error: <message>`` and exits
+with status 2. Anything else that escapes is a bug and keeps its traceback.
+
+Each subclass also derives from the built-in type it used to be (``ValueError``,
+``RuntimeError``), so code that caught those still works.
+"""
+
+from __future__ import annotations
+
+
+class DfpirError(Exception):
+    """A problem the user can fix; the message names the thing at fault and what was expected."""
+
+
+class ConfigError(DfpirError, ValueError):
+    """A config that cannot be read or does not fit the schema."""
+
+
+class DeviceError(DfpirError, ValueError):
+    """A device name that is not valid, or names a device this machine does not have."""
+
+
+class TrainingError(DfpirError, RuntimeError):
+    """A training run that cannot start or cannot go on (too little data, a diverged loss)."""
