@@ -9,12 +9,11 @@ YAML. Unknown keys and wrong types are errors that name the key and the file tha
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import os
-import types
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Union, get_args, get_origin, get_type_hints
+from typing import Any, Literal
 
 import yaml
 
@@ -22,6 +21,37 @@ from .data.config import DataConfig
 from .errors import ConfigError
 from .models import DFPIRConfig
 from .prompts import PromptConfig
+from .schema import build_dataclass, convert
+
+__all__ = [
+    "ConfigError",
+    "EvalConfig",
+    "ExperimentConfig",
+    "StageConfig",
+    "TrainConfig",
+    "apply_override",
+    "build_dataclass",
+    "check_device_name",
+    "config_to_dict",
+    "convert",
+    "load_config",
+    "load_raw",
+    "save_config",
+]
+
+Loss = Literal["l1", "charbonnier"]
+Scheduler = Literal["cosine", "constant"]
+SchedulerStep = Literal["epoch", "iteration"]
+Amp = Literal["none", "bf16", "fp16"]
+
+_DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
+
+
+def check_device_name(device: str, key: str) -> None:
+    """Raise ``ValueError`` unless ``device`` is auto, cpu, mps, cuda or cuda:N (whether the
+    machine has it is checked when the device is resolved, before anything is written)."""
+    if not _DEVICE.match(device):
+        raise ValueError(f"{key} must be auto, cpu, cuda or cuda:N, got {device!r}")
 
 
 @dataclass
@@ -49,11 +79,11 @@ class TrainConfig:
     """Optimisation, schedule, precision, logging and checkpointing."""
 
     stages: list[StageConfig] = field(default_factory=_paper_stages)
-    loss: str = "l1"  # l1 (the paper) | charbonnier
+    loss: Loss = "l1"  # l1 (the paper) | charbonnier
     betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
     weight_decay: float = 0.0
-    scheduler: str = "cosine"  # cosine (the release) | constant
-    scheduler_step: str = "epoch"  # epoch (the release) | iteration
+    scheduler: Scheduler = "cosine"  # cosine (the release) | constant
+    scheduler_step: SchedulerStep = "epoch"  # epoch (the release) | iteration
     eta_min: float = 0.0
     grad_clip: float = 0.0  # max gradient norm (0 = off, the release)
     device: str = "auto"  # auto | cpu | cuda | cuda:N
@@ -68,6 +98,9 @@ class TrainConfig:
     save_every_iters: int = 1000  # iterations between 'latest' checkpoints
     sample_images: int = 4  # restored samples written to TensorBoard at each validation
 
+    def __post_init__(self) -> None:
+        check_device_name(self.device, "train.device")
+
 
 @dataclass
 class EvalConfig:
@@ -78,8 +111,11 @@ class EvalConfig:
     quantize: bool = False  # round outputs to uint8 before the metrics (as saved images would)
     save_images: bool = False
     device: str = "auto"
-    amp: str = "none"  # none (fp32, the protocol) | bf16 | fp16 autocast
+    amp: Amp = "none"  # none (fp32, the protocol) | bf16 | fp16 autocast
     max_images: int = 0  # evaluate only the first N images of each test set (0 = all)
+
+    def __post_init__(self) -> None:
+        check_device_name(self.device, "eval.device")
 
 
 @dataclass
@@ -164,94 +200,6 @@ def apply_override(raw: dict, override: str, origin: dict[str, str]) -> None:
             raise ConfigError(f"override {override!r}: {key} is not a section")
     node[keys[-1]] = value
     _mark(value, dotted.strip(), origin, f"--set {override}")
-
-
-# ------------------------------------------------------------------ strict conversion
-
-
-def _type_name(annotation: Any) -> str:
-    return getattr(annotation, "__name__", None) or str(annotation).replace("typing.", "")
-
-
-def _fail(where: str, origin: dict[str, str], message: str) -> ConfigError:
-    parents = (k for k in sorted(origin, key=len, reverse=True)
-               if where.startswith((k + ".", k + "[")))
-    source = origin.get(where) or next((origin[k] for k in parents), None)
-    return ConfigError(f"{where}: {message}" + (f" (set in {source})" if source else ""))
-
-
-def convert(value: Any, annotation: Any, where: str, origin: dict[str, str]) -> Any:
-    """``value`` checked against (and built into) ``annotation``; errors name ``where``."""
-    hint = get_origin(annotation)
-    if hint is Union or hint is types.UnionType:
-        args = get_args(annotation)
-        if value is None and type(None) in args:
-            return None
-        errors = []
-        for arg in (a for a in args if a is not type(None)):
-            try:
-                return convert(value, arg, where, origin)
-            except ConfigError as err:
-                errors.append(str(err))
-        raise errors[0] if len(errors) == 1 else _fail(
-            where, origin, f"expected {_type_name(annotation)}, got {value!r}"
-        )
-    if dataclasses.is_dataclass(annotation):
-        if isinstance(value, annotation):
-            return value
-        if not isinstance(value, dict):
-            raise _fail(where, origin, f"expected a mapping of {annotation.__name__} fields, "
-                                       f"got {value!r}")
-        return build_dataclass(annotation, value, where, origin)
-    if hint in (list, tuple):
-        if not isinstance(value, (list, tuple)):
-            raise _fail(where, origin, f"expected a list, got {value!r}")
-        (item,) = get_args(annotation)[:1] or (Any,)
-        return [convert(v, item, f"{where}[{i}]", origin) for i, v in enumerate(value)]
-    if hint is dict:
-        if not isinstance(value, dict):
-            raise _fail(where, origin, f"expected a mapping, got {value!r}")
-        key_t, val_t = get_args(annotation) or (Any, Any)
-        return {convert(k, key_t, where, origin): convert(v, val_t, f"{where}.{k}", origin)
-                for k, v in value.items()}
-    if annotation is Any:
-        return value
-    if annotation is bool:
-        if not isinstance(value, bool):
-            raise _fail(where, origin, f"expected true or false, got {value!r}")
-        return value
-    if annotation is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise _fail(where, origin, f"expected a number, got {value!r}")
-        return float(value)
-    if annotation is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise _fail(where, origin, f"expected an integer, got {value!r}")
-        return value
-    if annotation is str:
-        if not isinstance(value, str):
-            raise _fail(where, origin, f"expected a string, got {value!r}")
-        return value
-    raise _fail(where, origin, f"unsupported field type {annotation!r}")
-
-
-def build_dataclass(cls: type, values: dict, where: str = "",
-                    origin: dict[str, str] | None = None) -> Any:
-    """A ``cls`` instance from a mapping; unknown keys and wrong types raise ``ConfigError``."""
-    origin = origin or {}
-    hints = get_type_hints(cls)
-    names = [f.name for f in dataclasses.fields(cls) if f.init]
-    prefix = f"{where}." if where else ""
-    for key in values:
-        if key not in names:
-            close = difflib.get_close_matches(str(key), names, n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else f"; expected one of {names}"
-            raise _fail(f"{prefix}{key}", origin, f"unknown key{hint}")
-    kwargs = {k: convert(v, hints[k], f"{prefix}{k}", origin) for k, v in values.items()}
-    try:
-        return cls(**kwargs)
-    except (TypeError, ValueError) as err:
-        raise _fail(where or cls.__name__, origin, str(err)) from err
 
 
 def load_config(path: str | os.PathLike | None = None, overrides: list[str] = ()

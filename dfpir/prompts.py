@@ -15,11 +15,12 @@ import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Literal, Protocol
 
 import numpy as np
 import torch
 
+from .data.tasks import TASKS
 from .errors import DfpirError
 
 
@@ -33,17 +34,23 @@ class Degradation:
     simple: str | None  # the release defines simple prompts for the three-task model only
 
 
+# The release's (detailed, simple) sentences of each task of the registry ``data.tasks.TASKS``.
+_SENTENCES: dict[str, tuple[str, str | None]] = {
+    "denoise_15": ("Gaussian noise with a standard deviation of 15", "Noise"),
+    "denoise_25": ("Gaussian noise with a standard deviation of 25", "Noise"),
+    "denoise_50": ("Gaussian noise with a standard deviation of 50", "Noise"),
+    "derain": ("Rain degradation with rain lines", "Rain"),
+    "dehaze": ("Hazy degradation with normal haze", "Haze"),
+    "deblur": ("Blur degradation with motion blur", None),
+    "lowlight": ("Lowlight degradation", None),
+}
+if set(_SENTENCES) != set(TASKS):  # a task added to the registry needs its sentences here
+    raise ImportError(f"prompt sentences for {sorted(set(TASKS) ^ set(_SENTENCES))} are missing "
+                      "or not registered tasks (dfpir/data/tasks.py)")
+
+# Names and task ids (the release's order) come from the task registry.
 DEGRADATIONS: dict[str, Degradation] = {
-    d.name: d
-    for d in (
-        Degradation("denoise_15", 0, "Gaussian noise with a standard deviation of 15", "Noise"),
-        Degradation("denoise_25", 1, "Gaussian noise with a standard deviation of 25", "Noise"),
-        Degradation("denoise_50", 2, "Gaussian noise with a standard deviation of 50", "Noise"),
-        Degradation("derain", 3, "Rain degradation with rain lines", "Rain"),
-        Degradation("dehaze", 4, "Hazy degradation with normal haze", "Haze"),
-        Degradation("deblur", 5, "Blur degradation with motion blur", None),
-        Degradation("lowlight", 6, "Lowlight degradation", None),
-    )
+    name: Degradation(name, task_id, *_SENTENCES[name]) for task_id, name in enumerate(TASKS)
 }
 
 PROMPT_STYLES = ("detailed", "simple")
@@ -232,10 +239,10 @@ class ClipEncoder:
 class PromptConfig:
     """Which prompt encoder and sentences to use (the ``prompts:`` section of a config)."""
 
-    encoder: str = "clip"  # clip | file | hashed
-    style: str = "detailed"  # detailed | simple
+    encoder: Literal["clip", "file", "hashed"] = "clip"
+    style: Literal["detailed", "simple"] = "detailed"
     clip_weights: str | None = None  # local CLIP ViT-B/32 weights; default: the usual caches
-    clip_precision: str = "fp16"  # fp16 as the release, or fp32
+    clip_precision: Literal["fp16", "fp32"] = "fp16"  # fp16 as the release, or fp32
     table: str | None = None  # the embedding table for encoder: file
     dim: int = 512
 

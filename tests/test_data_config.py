@@ -99,7 +99,7 @@ def test_from_dict_builds_nested_and_keeps_defaults():
 @pytest.mark.parametrize(
     ("values", "message"),
     [
-        ({"patchsize": 1}, "unknown key data.patchsize"),
+        ({"patchsize": 1}, "data.patchsize: unknown key"),
         ({"train_tasks": [{"task": "derain", "rooots": []}]}, "data.train_tasks[0].rooots"),
         ({"synthetic": {"haze": {"beta": 1}}}, "data.synthetic.haze.beta"),
         ({"patch_size": "64"}, "data.patch_size: expected an integer"),
@@ -121,8 +121,9 @@ def test_from_yaml_reads_the_data_section(tmp_path):
     cfg = data_config_from_yaml(str(path))
     assert cfg.patch_size == 96 and cfg.seed == 3
     path.write_text("data:\n  seeed: 3\n")
-    with pytest.raises(ValueError, match=f"{path}: unknown key data.seeed"):
+    with pytest.raises(ValueError, match="data.seeed: unknown key") as info:
         data_config_from_yaml(str(path))
+    assert str(path) in str(info.value)
 
 
 def test_task_config_validates_itself():

@@ -24,8 +24,7 @@ from dfpir.data import (
     load_builtin_image,
 )
 from dfpir.data.synthetic import line_kernel, pseudo_depth, random_motion_kernel
-
-TASKS = ["denoise_15", "denoise_25", "denoise_50", "derain", "dehaze", "deblur", "lowlight"]
+from dfpir.data.tasks import TASKS
 
 
 @pytest.fixture(scope="module")

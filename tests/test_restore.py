@@ -13,6 +13,7 @@ from conftest import tiny_config
 
 from dfpir.config import ExperimentConfig
 from dfpir.data import read_image_raw, write_image
+from dfpir.data.tasks import TASKS
 from dfpir.models import DFPIR
 from dfpir.models.checkpoint import release_checkpoint
 from dfpir.restore import finish_image, main, prepare_image
@@ -87,8 +88,7 @@ def test_errors(tmp_path, ckpt, capsys):
     assert main([*args, "--ckpt", str(ckpt), "--degradation", "derainn"]) == 2
     err = capsys.readouterr().err
     assert "unknown degradation 'derainn'" in err
-    for name in ("denoise_15", "denoise_25", "denoise_50", "derain", "dehaze", "deblur",
-                 "lowlight"):
+    for name in TASKS:
         assert name in err
     assert main([*args, "--ckpt", str(ckpt)]) == 2
     assert "needs a prompt" in capsys.readouterr().err

@@ -6,10 +6,10 @@ is the release's three-task setting; ``default_five_task()`` and ``builtin_demo(
 others.
 """
 
-import types
-from dataclasses import dataclass, field, fields, is_dataclass
-from typing import Any, Union, get_args, get_origin, get_type_hints
+from dataclasses import dataclass, field
 
+from ..errors import ConfigError
+from ..schema import build_dataclass
 from .layouts import LAYOUT_MODES
 from .synthetic import (
     BlurConfig,
@@ -223,87 +223,32 @@ def validate_data_config(cfg: DataConfig) -> DataConfig:
 # ---------------------------------------------------------------- strict dict -> dataclass
 
 
-def _convert(value: Any, annotation: Any, where: str) -> Any:
-    origin = get_origin(annotation)
-    if annotation is Any:
-        return value
-    if origin is Union or origin is getattr(types, "UnionType", Union):
-        options = get_args(annotation)
-        if value is None and type(None) in options:
-            return None
-        inner = [a for a in options if a is not type(None)]
-        return _convert(value, inner[0], where)
-    if is_dataclass(annotation):
-        if not isinstance(value, dict):
-            raise ValueError(f"{where}: expected a mapping, got {type(value).__name__}")
-        return _build(annotation, value, where)
-    if origin is list:
-        if not isinstance(value, (list, tuple)):
-            raise ValueError(f"{where}: expected a list, got {type(value).__name__}")
-        (item_type,) = get_args(annotation)
-        return [_convert(v, item_type, f"{where}[{i}]") for i, v in enumerate(value)]
-    if origin is dict:
-        if not isinstance(value, dict):
-            raise ValueError(f"{where}: expected a mapping, got {type(value).__name__}")
-        _, value_type = get_args(annotation)
-        return {str(k): _convert(v, value_type, f"{where}.{k}") for k, v in value.items()}
-    if annotation is bool:
-        if not isinstance(value, bool):
-            raise ValueError(f"{where}: expected true/false, got {value!r}")
-        return value
-    if annotation is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ValueError(f"{where}: expected an integer, got {value!r}")
-        return value
-    if annotation is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ValueError(f"{where}: expected a number, got {value!r}")
-        return float(value)
-    if annotation is str:
-        if not isinstance(value, str):
-            raise ValueError(f"{where}: expected a string, got {value!r}")
-        return value
-    raise ValueError(f"{where}: unsupported field type {annotation!r}")
-
-
-def _build(cls: type, values: dict, where: str) -> Any:
-    hints = get_type_hints(cls)
-    known = {f.name for f in fields(cls)}
-    for key in values:
-        if key not in known:
-            raise ValueError(
-                f"unknown key {where}.{key!s}; valid keys of {cls.__name__}: {', '.join(sorted(known))}"
-            )
-    kwargs = {k: _convert(v, hints[k], f"{where}.{k}") for k, v in values.items()}
-    try:
-        return cls(**kwargs)
-    except TypeError as error:  # a required field is missing
-        raise ValueError(f"{where}: {error}") from None
-
-
 def data_config_from_dict(d: dict | None) -> DataConfig:
     """Build a ``DataConfig`` from the ``data:`` mapping of a YAML file, strictly.
 
-    Unknown keys and wrongly typed values raise ``ValueError`` naming the key (e.g.
-    ``data.train_tasks[1].rooots``); keys left out keep the defaults of ``DataConfig``, i.e.
-    the release's three-task setting (give ``train_tasks``/``test_sets`` to replace them).
+    Unknown keys and wrongly typed values raise ``ConfigError`` (a ``ValueError``) naming the
+    key (e.g. ``data.train_tasks[1].rooots``); keys left out keep the defaults of
+    ``DataConfig``, i.e. the release's three-task setting (give ``train_tasks``/``test_sets`` to
+    replace them). The converter is the project's one, ``dfpir.schema.build_dataclass``.
     """
+    return _data_config(d, {})
+
+
+def _data_config(d: dict | None, origin: dict[str, str]) -> DataConfig:
     if d is None:
         d = {}
     if not isinstance(d, dict):
-        raise ValueError(f"data: expected a mapping, got {type(d).__name__}")
-    return validate_data_config(_build(DataConfig, d, "data"))
+        raise ConfigError(f"data: expected a mapping, got {type(d).__name__}")
+    return validate_data_config(build_dataclass(DataConfig, d, "data", origin))
 
 
 def data_config_from_yaml(path: str) -> DataConfig:
     """Read the ``data:`` section of a YAML config file (and of its ``base:`` chain) into a
     ``DataConfig``, strictly. A file without a ``data:`` key gets the defaults. Raises
-    ``ValueError`` naming the file.
+    ``ConfigError`` naming the key and the file that set it.
     """
     from ..config import load_raw  # the project's reader: follows ``base:`` inheritance
 
-    document = load_raw(path)
-    try:
-        return data_config_from_dict(document.get("data"))
-    except ValueError as error:
-        raise ValueError(f"{path}: {error}") from None
+    origin: dict[str, str] = {}
+    document = load_raw(path, origin)
+    return _data_config(document.get("data"), origin)

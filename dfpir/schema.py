@@ -1,0 +1,114 @@
+"""The one strict converter from plain mappings (YAML) to config dataclasses.
+
+Used by ``dfpir.config`` for whole experiments and by ``dfpir.data.config`` for a ``data:``
+section. ``Literal[...]`` fields accept only their listed values, so a misspelt choice
+(``train.scheduler: cosin``) fails when the config loads, naming the key, the valid values and
+the file or ``--set`` that gave it. Unknown keys and wrong types fail the same way.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
+
+from .errors import ConfigError
+
+__all__ = ["build_dataclass", "convert"]
+
+
+
+def _type_name(annotation: Any) -> str:
+    return getattr(annotation, "__name__", None) or str(annotation).replace("typing.", "")
+
+
+def _fail(where: str, origin: dict[str, str], message: str) -> ConfigError:
+    parents = (k for k in sorted(origin, key=len, reverse=True)
+               if where.startswith((k + ".", k + "[")))
+    source = origin.get(where) or next((origin[k] for k in parents), None)
+    return ConfigError(f"{where}: {message}" + (f" (set in {source})" if source else ""))
+
+
+def convert(value: Any, annotation: Any, where: str, origin: dict[str, str]) -> Any:
+    """``value`` checked against (and built into) ``annotation``; errors name ``where``."""
+    hint = get_origin(annotation)
+    if hint is Union or hint is types.UnionType:
+        args = get_args(annotation)
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in (a for a in args if a is not type(None)):
+            try:
+                return convert(value, arg, where, origin)
+            except ConfigError as err:
+                errors.append(str(err))
+        raise errors[0] if len(errors) == 1 else _fail(
+            where, origin, f"expected {_type_name(annotation)}, got {value!r}"
+        )
+    if hint is Literal:
+        choices = get_args(annotation)
+        if value in choices and type(value) is type(choices[choices.index(value)]):
+            return value
+        close = difflib.get_close_matches(str(value), [str(c) for c in choices], n=1)
+        hint_text = f"; did you mean {close[0]!r}?" if close else ""
+        raise _fail(where, origin, f"expected one of {', '.join(map(repr, choices))}, "
+                                   f"got {value!r}{hint_text}")
+    if dataclasses.is_dataclass(annotation):
+        if isinstance(value, annotation):
+            return value
+        if not isinstance(value, dict):
+            raise _fail(where, origin, f"expected a mapping of {annotation.__name__} fields, "
+                                       f"got {value!r}")
+        return build_dataclass(annotation, value, where, origin)
+    if hint in (list, tuple):
+        if not isinstance(value, (list, tuple)):
+            raise _fail(where, origin, f"expected a list, got {value!r}")
+        (item,) = get_args(annotation)[:1] or (Any,)
+        return [convert(v, item, f"{where}[{i}]", origin) for i, v in enumerate(value)]
+    if hint is dict:
+        if not isinstance(value, dict):
+            raise _fail(where, origin, f"expected a mapping, got {value!r}")
+        key_t, val_t = get_args(annotation) or (Any, Any)
+        return {convert(k, key_t, where, origin): convert(v, val_t, f"{where}.{k}", origin)
+                for k, v in value.items()}
+    if annotation is Any:
+        return value
+    if annotation is bool:
+        if not isinstance(value, bool):
+            raise _fail(where, origin, f"expected true or false, got {value!r}")
+        return value
+    if annotation is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise _fail(where, origin, f"expected a number, got {value!r}")
+        return float(value)
+    if annotation is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise _fail(where, origin, f"expected an integer, got {value!r}")
+        return value
+    if annotation is str:
+        if not isinstance(value, str):
+            raise _fail(where, origin, f"expected a string, got {value!r}")
+        return value
+    raise _fail(where, origin, f"unsupported field type {annotation!r}")
+
+
+def build_dataclass(cls: type, values: dict, where: str = "",
+                    origin: dict[str, str] | None = None) -> Any:
+    """A ``cls`` instance from a mapping; unknown keys and wrong types raise ``ConfigError``."""
+    origin = origin or {}
+    hints = get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls) if f.init]
+    prefix = f"{where}." if where else ""
+    for key in values:
+        if key not in names:
+            close = difflib.get_close_matches(str(key), names, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else f"; expected one of {names}"
+            raise _fail(f"{prefix}{key}", origin, f"unknown key{hint}")
+    kwargs = {k: convert(v, hints[k], f"{prefix}{k}", origin) for k, v in values.items()}
+    try:
+        return cls(**kwargs)
+    except (TypeError, ValueError) as err:
+        raise _fail(where or cls.__name__, origin, str(err)) from err
+
+
