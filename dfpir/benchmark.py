@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from .inference import sync_device
 from .models import DFPIR
 
 
@@ -48,9 +49,7 @@ def forward_flops(model: DFPIR, size: int, batch: int = 1, prompt_dim: int = 512
     return float(counter.get_total_flops())
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+_sync = sync_device  # the project's one device sync (dfpir.inference)
 
 
 def _peak_memory_mib(device: torch.device) -> float:

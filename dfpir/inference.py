@@ -48,6 +48,12 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     return resolved
 
 
+def sync_device(device: torch.device) -> None:
+    """Wait for the device's queued work (CUDA), so wall-clock timings measure it."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
 def autocast_context(device: torch.device, amp: str | None) -> contextlib.AbstractContextManager:
     """``torch.autocast`` for ``amp`` in ``AMP_DTYPES`` (``None``/"none": full precision)."""
     name = amp or "none"

@@ -7,7 +7,13 @@ helpers ``default_three_task``/``default_five_task``/``builtin_demo``, ``crop_to
 ``worker_init_fn``). See the README, "Data".
 """
 
-from .build import build_test_datasets, build_train_dataset, resolve_path, training_image_paths
+from .build import (
+    build_test_datasets,
+    build_train_dataset,
+    loader_workers,
+    resolve_path,
+    training_image_paths,
+)
 from .builtin import BUILTIN_IMAGES, BuiltinTestSet, BuiltinTrainSet, load_builtin_image
 from .cache import ImageCache, ImageLoader, fill_cache
 from .check import DataCheckReport, SetCheck, check_data
@@ -50,6 +56,7 @@ __all__ = [
     "BUILTIN_IMAGES",
     "RELEASE_REPEATS",
     "TASKS",
+    "loader_workers",
     "BlurConfig",
     "BuiltinConfig",
     "BuiltinTestSet",

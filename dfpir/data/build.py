@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 from torch.utils.data import Dataset
@@ -15,6 +16,16 @@ from .testset import PairedTestSet
 from .trainset import MixedTrainSet, TaskTrainSet
 
 logger = logging.getLogger(__name__)
+
+
+def loader_workers(requested: int) -> int:
+    """``requested`` DataLoader workers, at most the CPUs this process may use (more only
+    compete for the cores, and torch warns about it)."""
+    try:
+        available = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        available = os.cpu_count() or 1
+    return max(0, min(int(requested), available))
 
 
 def resolve_path(path: str, data_root: str) -> str:

@@ -18,7 +18,14 @@ from tqdm import tqdm
 
 from ..allocator import keep_freed_memory
 from ..config import ExperimentConfig, StageConfig, config_to_dict, save_config
-from ..data import DataError, build_test_datasets, build_train_dataset, check_data, seed_worker
+from ..data import (
+    DataError,
+    build_test_datasets,
+    build_train_dataset,
+    check_data,
+    loader_workers,
+    seed_worker,
+)
 from ..errors import DfpirError, TrainingError
 from ..models import DFPIR
 from ..prompts import DEGRADATIONS, PromptBank, build_encoder
@@ -261,7 +268,7 @@ class Trainer:
                                start=p.iteration * stage.batch_size)
         loader = DataLoader(
             dataset, batch_size=stage.batch_size, sampler=sampler, drop_last=True,
-            num_workers=self.cfg.data.num_workers, worker_init_fn=seed_worker,
+            num_workers=loader_workers(self.cfg.data.num_workers), worker_init_fn=seed_worker,
             pin_memory=ctx.device.type == "cuda", persistent_workers=False,
         )
         self.net.train()

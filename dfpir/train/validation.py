@@ -1,5 +1,6 @@
 """Validation during training: metrics of the restored and of the degraded inputs, samples,
-and the closing table and figure of a run."""
+and the closing table and figure of a run. The images go through ``dfpir.eval_loop``, the
+loop ``scripts/eval.py`` uses."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import torch
 from torch.utils.data import Dataset
 
 from ..config import EvalConfig
+from ..eval_loop import restored_images
 from ..inference import restore
 from ..metrics import psnr, ssim
 from ..prompts import PromptBank
@@ -40,10 +42,10 @@ def validate(model: torch.nn.Module, test_sets: dict[str, Dataset], bank: Prompt
         count = len(dataset) if not max_images else min(max_images, len(dataset))
         sums = dict(psnr=0.0, ssim=0.0, input_psnr=0.0, input_ssim=0.0)
         strips = []
-        for i in range(count):
-            degraded, clean, task, _ = dataset[i]
-            out = restore(model, degraded.to(device), bank(task, device), tile=eval_cfg.tile,
-                          overlap=eval_cfg.tile_overlap)
+        for item in restored_images(model, dataset, lambda task: bank(task, device),
+                                    device=device, tile=eval_cfg.tile,
+                                    overlap=eval_cfg.tile_overlap, max_images=count):
+            i, degraded, clean, out = item.index, item.degraded, item.clean, item.output
             restored, target = _hwc(out), _hwc(clean)
             sums["psnr"] += psnr(restored, target)
             sums["ssim"] += ssim(restored, target)
