@@ -21,5 +21,13 @@ class DeviceError(DfpirError, ValueError):
     """A device name that is not valid, or names a device this machine does not have."""
 
 
+class FigureError(DfpirError, ValueError):
+    """A figure that cannot be drawn for this model or data (no DGPB, unknown module, ...)."""
+
+
+class ResultsError(DfpirError, ValueError):
+    """A folder or file that is not an evaluation result written by ``dfpir eval``."""
+
+
 class TrainingError(DfpirError, RuntimeError):
     """A training run that cannot start or cannot go on (too little data, a diverged loss)."""

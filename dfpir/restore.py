@@ -3,7 +3,7 @@
     python scripts/restore.py --ckpt dfpir5.ckpt --input photos/ --degradation derain
     python scripts/restore.py --ckpt dfpir5.ckpt -i hazy.jpg -o out.png -p "Hazy degradation"
 
-An image file or a folder in; restored PNG files out. Any size (no crop: the network pads to a
+An image file or a folder in; restored PNG files out (the command line is ``dfpir.cli.restore``). Any size (no crop: the network pads to a
 multiple of 8 and crops back); 8- or 16-bit, grayscale, RGB or with alpha. Grayscale is
 replicated to RGB for the network and written back as grayscale (mean of the restored channels);
 alpha is set aside and re-attached unchanged; 16-bit input is restored in float from its full
@@ -14,7 +14,6 @@ cannot be read or restored is reported and the others are still restored; the ex
 
 from __future__ import annotations
 
-import argparse
 import logging
 import os
 import sys
@@ -27,12 +26,12 @@ import torch
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-from .config import ConfigError, ExperimentConfig, apply_override, build_dataclass, load_config
+from .config import ExperimentConfig
 from .data import DataError, read_image_raw, write_image
 from .data.io import is_image_file
-from .evaluate import load_model, setup_cli_logging
-from .inference import resolve_device, restore
-from .models.checkpoint import CheckpointError, read_checkpoint
+from .inference import restore
+from .loading import experiment_config
+from .models.checkpoint import read_checkpoint
 from .prompts import PromptError, build_encoder, get_degradation, prompt_sentence
 
 __all__ = [
@@ -40,7 +39,6 @@ __all__ = [
     "RestoreSummary",
     "collect_inputs",
     "finish_image",
-    "main",
     "output_paths",
     "prepare_image",
     "prompt_embedding",
@@ -56,22 +54,16 @@ logger = logging.getLogger(__name__)
 
 
 def restore_config(checkpoint: str | os.PathLike | Mapping, config: str | os.PathLike | None = None,
-                   overrides: Sequence[str] = ()) -> ExperimentConfig:
-    """The experiment config for restoring with ``checkpoint``: the YAML ``config`` when given,
-    else the prompts section stored in the checkpoint (with defaults for everything else);
-    ``overrides`` last. The architecture is chosen later, by ``load_model``."""
-    if config is not None:
-        return load_config(config, overrides)
+                   overrides: Sequence[str] = (), override_arch: bool = False
+                   ) -> ExperimentConfig:
+    """The experiment config for restoring with ``checkpoint``, by the one rule of
+    ``dfpir.loading`` (the YAML when given, else the config stored in the checkpoint; the
+    architecture from the checkpoint). ``dfpir.loading.load_experiment`` also builds the
+    model."""
     ckpt = checkpoint if isinstance(checkpoint, Mapping) else read_checkpoint(checkpoint)
-    stored = ckpt.get("config")
-    raw: dict = {}
-    if isinstance(stored, Mapping) and isinstance(stored.get("prompts"), Mapping):
-        raw["prompts"] = dict(stored["prompts"])
     name = "the checkpoint" if isinstance(checkpoint, Mapping) else str(checkpoint)
-    origin = {"prompts": f"the config stored in {name}"} if raw else {}
-    for override in overrides:
-        apply_override(raw, override, origin)
-    return build_dataclass(ExperimentConfig, raw, "", origin)
+    return experiment_config(ckpt, config, overrides, override_arch=override_arch,
+                             source=name)[0]
 
 
 def prompt_embedding(cfg: ExperimentConfig, degradation: str | None = None,
@@ -244,97 +236,3 @@ def restore_files(
                 logger.error("failed: %s: %s", source, err)
                 summary.failed.append((source, str(err)))
     return summary
-
-
-# ------------------------------------------------------------------ command line
-
-
-def build_parser() -> argparse.ArgumentParser:
-    """The options of ``scripts/restore.py``."""
-    parser = argparse.ArgumentParser(
-        prog="restore.py",
-        description="Restore an image or a folder of images with a trained DFPIR.",
-    )
-    parser.add_argument("--input", "-i", required=True, help="an image file or a folder")
-    parser.add_argument("--out", "-o", default="restored",
-                        help="output folder (or, for one input, a .png file); default: restored/")
-    parser.add_argument("--ckpt", required=True, help="checkpoint: ours or a released one")
-    parser.add_argument("--config", help="experiment YAML (default: the config stored in the "
-                        "checkpoint, else the defaults)")
-    which = parser.add_mutually_exclusive_group()
-    which.add_argument("--degradation", "-d",
-                       help="degradation name: denoise_15, denoise_25, denoise_50, derain, "
-                       "dehaze, deblur, lowlight")
-    which.add_argument("--prompt", "-p", help="free prompt text, e.g. \"Rain degradation with "
-                       "rain lines\"")
-    parser.add_argument("--set", dest="overrides", action="append", default=[],
-                        metavar="KEY=VALUE", help="config override (repeatable)")
-    parser.add_argument("--tile", type=int, default=None,
-                        help="tile size for large images (0 = whole image)")
-    parser.add_argument("--tile-overlap", type=int, default=None, help="tile overlap (pixels)")
-    parser.add_argument("--side-by-side", action="store_true",
-                        help="also write <name>_side_by_side.png (input | restored)")
-    parser.add_argument("--device", default=None, help="auto, cpu, cuda or cuda:N")
-    parser.add_argument("--amp", choices=["none", "bf16", "fp16"], default=None,
-                        help="autocast precision (default: eval.amp if the config has it, else "
-                        "none)")
-    parser.add_argument("--no-progress", action="store_true")
-    return parser
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``scripts/restore.py``: 0 when every image was restored, 1 when some failed, 2 for a
-    usage, checkpoint or prompt error."""
-    args = build_parser().parse_args(argv)
-    setup_cli_logging()
-    try:
-        inputs = collect_inputs(args.input)
-        single = Path(args.input).is_file()
-        outputs = output_paths(inputs, Path(args.out), single)
-        clashes = [str(p) for p, q in zip(inputs, outputs, strict=True)
-                   if q.exists() and q.resolve() == p.resolve()]
-        if clashes:
-            raise DataError(f"the output would overwrite the input {clashes[0]}; choose another "
-                            "--out folder")
-        ckpt = read_checkpoint(args.ckpt)
-        cfg = restore_config(ckpt, args.config, args.overrides)
-        device = resolve_device(args.device or cfg.eval.device)
-        try:
-            loaded = load_model(ckpt, cfg.model, args.overrides, device)
-        except CheckpointError as err:
-            raise CheckpointError(f"{args.ckpt}: {err}") from err
-        for note in loaded.notes:
-            logger.info("note: %s", note)
-        prompt = None
-        if loaded.config.has_dgpb:
-            if args.degradation is None and args.prompt is None:
-                raise PromptError("this model needs a prompt: give --degradation NAME or "
-                                  "--prompt TEXT")
-            prompt, sentence = prompt_embedding(cfg, args.degradation, args.prompt, device)
-            logger.info("prompt: %r (%s encoder)", sentence, cfg.prompts.encoder)
-        else:
-            if args.degradation is not None:
-                get_degradation(args.degradation)
-            if args.degradation or args.prompt:
-                logger.info("note: the Restormer baseline takes no prompt; ignoring it")
-    except (CheckpointError, ConfigError, PromptError, DataError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    out = Path(args.out)
-    tile = cfg.eval.tile if args.tile is None else args.tile
-    overlap = cfg.eval.tile_overlap if args.tile_overlap is None else args.tile_overlap
-    amp = args.amp or getattr(cfg.eval, "amp", "none")
-    summary = restore_files(
-        loaded.model, prompt, inputs, outputs, device=device, tile=tile, overlap=overlap,
-        amp=None if amp == "none" else amp, compare=args.side_by_side,
-        progress=not args.no_progress,
-    )
-    done = len(inputs) - len(summary.failed)
-    where = outputs[0] if single and done else out
-    print(f"restored {done} of {len(inputs)} image(s) into {where}")
-    if summary.failed:
-        print(f"{len(summary.failed)} failed:", file=sys.stderr)
-        for path, reason in summary.failed:
-            print(f"  {path}: {reason}", file=sys.stderr)
-        return 1
-    return 0

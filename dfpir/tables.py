@@ -19,6 +19,7 @@ from pathlib import Path
 
 import yaml
 
+from .errors import ResultsError
 from .models import TABLE3_ROWS, DFPIRConfig
 
 __all__ = [
@@ -32,7 +33,6 @@ __all__ = [
     "format_score",
     "load_paper_tables",
     "load_run",
-    "main",
     "markdown_table",
     "paper_scores",
     "rank_runs",
@@ -242,13 +242,13 @@ def load_run(folder: str | os.PathLike) -> RunSummary:
     path = Path(folder)
     file = path / RESULTS_JSON if path.is_dir() else path
     if not file.is_file():
-        raise ValueError(f"no {RESULTS_JSON} in {path}: is it a folder written by scripts/eval.py?")
+        raise ResultsError(f"no {RESULTS_JSON} in {path}: is it a folder written by scripts/eval.py?")
     try:
         data = json.loads(file.read_text("utf-8"))
     except json.JSONDecodeError as err:
-        raise ValueError(f"{file} is not valid JSON: {err}") from err
+        raise ResultsError(f"{file} is not valid JSON: {err}") from err
     if not isinstance(data, dict) or "model" not in data or "average" not in data:
-        raise ValueError(f"{file} is not an evaluation result (no 'model' or 'average' entry)")
+        raise ResultsError(f"{file} is not an evaluation result (no 'model' or 'average' entry)")
     average = data.get("average") or {}
     score = None
     if average.get("complete") and _finite(average.get("psnr")):
@@ -394,30 +394,3 @@ def table3_report(runs: Sequence[RunSummary]) -> str:
 
 
 # ------------------------------------------------------------------ command line
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``scripts/rank.py``: print (and optionally write) Table 3 for some evaluation folders;
-    exit status 2 when a folder is not an evaluation result."""
-    import argparse
-    import sys
-
-    parser = argparse.ArgumentParser(
-        prog="rank.py",
-        description="Rank evaluation folders (written by scripts/eval.py) into the paper's "
-                    "Table 3 (a) (modules) and (b) (gamma), beside the paper's numbers.",
-    )
-    parser.add_argument("runs", nargs="+", help="evaluation result folders (or results.json)")
-    parser.add_argument("--out", help="also write the Markdown to this file")
-    args = parser.parse_args(argv)
-    try:
-        runs = [load_run(folder) for folder in args.runs]
-    except ValueError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    text = table3_report(runs)
-    print(text, end="")
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(text, encoding="utf-8")
-    return 0

@@ -3,12 +3,13 @@
     python scripts/rank.py results/ablation_*            # prints Markdown
     python scripts/rank.py results/ablation_* --out results/table3.md
 
-Each argument is a folder written by scripts/eval.py; the work is done by ``dfpir.tables``.
+A shim kept so the documented commands work: the command is ``dfpir rank``
+(``dfpir.cli.rank``); see ``python scripts/rank.py --help``.
 """
 
 import sys
 
-from dfpir.tables import main
+from dfpir.cli.rank import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
 from pathlib import Path
 
@@ -190,11 +189,11 @@ def test_check_notes_conversions_not_problems(tmp_path):
 
 
 def load_script(name: str):
-    """Import scripts/<name>.py as a module (run in-process: a subprocess costs seconds)."""
-    spec = importlib.util.spec_from_file_location(name, REPO / "scripts" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    """The command module behind scripts/<name>.py (run in-process: a subprocess costs
+    seconds)."""
+    from dfpir.cli import prepare
+
+    return {"prepare_data": prepare}[name]
 
 
 def test_prepare_data_script_exit_codes(tmp_path, capsys):

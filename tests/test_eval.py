@@ -13,9 +13,9 @@ import pytest
 import torch
 import yaml
 
+from dfpir.cli.eval import main
 from dfpir.config import load_config
 from dfpir.data import build_test_datasets, write_image
-from dfpir.evaluate import main
 from dfpir.inference import restore
 from dfpir.metrics import compute_metrics
 from dfpir.models import DFPIR
@@ -123,15 +123,24 @@ def test_eval_end_to_end(tmp_path, capsys):
     assert "Deraining Rain100L" in capsys.readouterr().out
 
 
-def test_model_config_from_checkpoint_and_overrides(tmp_path):
-    # the YAML asks for a different architecture: the checkpoint's stored config wins, and
-    # --set model.gamma applies on top of it
+def test_model_config_from_checkpoint_and_overrides(tmp_path, capsys):
+    # the YAML asks for a different architecture than the one the checkpoint stores: an error
+    # naming the keys; --override-arch lets --set model.gamma replace the stored value
     config = write_config(tmp_path, model={**TINY_MODEL, "dim": 16}, builtin=False)
     ckpt = our_checkpoint(tmp_path, config, ["model.dim=8"])
     out = tmp_path / "results"
-    assert main(["--config", str(config), "--ckpt", str(ckpt), "--out", str(out),
-                 "--set", "model.gamma=0.7", "--max-images", "1", "--tile", "32",
-                 "--tile-overlap", "8", "--quantize", "--no-progress"]) == 0
+    args = ["--ckpt", str(ckpt), "--out", str(out), "--set", "model.gamma=0.7",
+            "--max-images", "1", "--tile", "32", "--tile-overlap", "8", "--quantize",
+            "--no-progress"]
+    assert main(["--config", str(config), *args]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and len(err.splitlines()) == 1
+    assert "model.dim=16" in err and "model.gamma=0.7" in err and "--override-arch" in err
+    assert not out.exists()
+    config.write_text(config.read_text().replace("dim: 16", "dim: 8"))
+    assert main(["--config", str(config), *args]) == 2
+    assert "model.dim" not in capsys.readouterr().err
+    assert main(["--config", str(config), *args, "--override-arch"]) == 0
     data = json.loads((out / "results.json").read_text())
     assert (data["model"]["dim"], data["model"]["gamma"]) == (8, 0.7)
     assert data["eval"]["tile"] == 32 and data["eval"]["tile_overlap"] == 8

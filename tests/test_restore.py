@@ -11,12 +11,13 @@ import pytest
 import torch
 from conftest import tiny_config
 
+from dfpir.cli.restore import main
 from dfpir.config import ExperimentConfig
 from dfpir.data import read_image_raw, write_image
 from dfpir.data.tasks import TASKS
 from dfpir.models import DFPIR
 from dfpir.models.checkpoint import release_checkpoint
-from dfpir.restore import finish_image, main, prepare_image
+from dfpir.restore import finish_image, prepare_image
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -10,13 +10,13 @@ from pathlib import Path
 
 import pytest
 
+from dfpir.cli.rank import main
 from dfpir.models import DFPIRConfig
 from dfpir.tables import (
     choose_paper_table,
     format_diff,
     format_score,
     load_run,
-    main,
     paper_scores,
     rank_runs,
     results_table,

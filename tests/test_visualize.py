@@ -1,11 +1,10 @@
-"""The analysis figures (dfpir.analysis, scripts/visualize.py) on a tiny model and the built-in
+"""The analysis figures (dfpir.analysis, dfpir visualize) on a tiny model and the built-in
 images shrunk to 64 pixels: files are written and the numbers behind them hold."""
 
 from __future__ import annotations
 
 import csv
 import dataclasses
-import importlib.util
 import math
 from pathlib import Path
 
@@ -32,7 +31,7 @@ from dfpir.analysis import (
     save_tsne,
 )
 from dfpir.analysis.common import Analysis
-from dfpir.config import load_config
+from dfpir.config import ConfigError, load_config
 from dfpir.models import DFPIR
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -41,11 +40,9 @@ TINY = ["model.dim=8", "model.num_blocks=[1, 1, 1, 1]", "model.num_refinement_bl
 
 
 def _script():
-    spec = importlib.util.spec_from_file_location("visualize_script", ROOT / "scripts" /
-                                                  "visualize.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    from dfpir.cli import visualize
+
+    return visualize
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -280,8 +277,9 @@ def test_script_reports_errors(checkpoint, tmp_path, capsys):
 
 
 def test_release_checkpoint_with_a_config(analysis, checkpoint, tmp_path):
-    """A release checkpoint has no config: --config and --set supply it. A --config that
-    disagrees with the config stored in one of ours is warned about."""
+    """A release checkpoint has no config: --config and --set supply it. A --config or --set
+    that disagrees with the architecture stored in one of ours is an error naming the keys,
+    unless override_arch."""
     from dfpir.models.checkpoint import release_checkpoint
 
     path = tmp_path / "release.pth"
@@ -291,9 +289,12 @@ def test_release_checkpoint_with_a_config(analysis, checkpoint, tmp_path):
     ours, theirs = compute_shuffle(analysis), compute_shuffle(loaded)
     for block in ours.orders:
         np.testing.assert_array_equal(ours.orders[block], theirs.orders[block])
-    with pytest.warns(UserWarning, match="differently"):
+    with pytest.raises(ConfigError, match=r"model\.gamma=0\.5.*--override-arch"):
         load_analysis(checkpoint, ROOT / "configs" / "demo.yaml", [*TINY, "model.gamma=0.5"],
                       "cpu")
+    other = load_analysis(checkpoint, ROOT / "configs" / "demo.yaml",
+                          [*TINY, "model.gamma=0.5"], "cpu", override_arch=True)
+    assert other.model.config.gamma == 0.5
 
 
 def test_restormer_baseline(tmp_path):

@@ -4,12 +4,9 @@ hooks that record intermediate features, and small helpers to write PNG and CSV 
 from __future__ import annotations
 
 import contextlib
-import copy
 import csv
-import dataclasses
 import difflib
 import os
-import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -19,38 +16,23 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
-from ..config import ExperimentConfig, apply_override, build_dataclass, load_config
+from ..config import ExperimentConfig
 from ..data import build_test_datasets
 from ..inference import resolve_device
+from ..loading import experiment_config, load_experiment
 from ..models import DFPIR
-from ..models.checkpoint import load_weights, read_checkpoint
 from ..prompts import DEGRADATIONS, PromptBank, PromptEncoder, build_encoder
 
 
 def resolve_config(checkpoint: Mapping, config: str | os.PathLike | None = None,
-                   overrides: Sequence[str] = ()) -> ExperimentConfig:
-    """The experiment config of an analysis run: the YAML file when given, else the config the
-    checkpoint was trained with (ours store it), else the defaults; ``overrides`` on top.
-
-    A YAML whose model section disagrees with the one stored in the checkpoint gets a warning
-    (the weights then usually fail to load, with the offending keys named)."""
-    stored = checkpoint.get("config") if isinstance(checkpoint.get("config"), Mapping) else None
-    if config is not None:
-        cfg = load_config(config, list(overrides))
-        if stored is not None and isinstance(stored.get("model"), Mapping):
-            ours = dataclasses.asdict(cfg.model)
-            differ = sorted(k for k, v in stored["model"].items() if ours.get(k, v) != v)
-            if differ:
-                warnings.warn(f"--config {config} sets model {differ} differently from the "
-                              "config stored in the checkpoint", stacklevel=2)
-        return cfg
-    if stored is not None:
-        raw = copy.deepcopy(dict(stored))
-        origin: dict[str, str] = {}
-        for override in overrides:
-            apply_override(raw, override, origin)
-        return build_dataclass(ExperimentConfig, raw, "", origin)
-    return load_config(None, list(overrides))
+                   overrides: Sequence[str] = (), override_arch: bool = False
+                   ) -> ExperimentConfig:
+    """The experiment config of an analysis run, by the one rule of ``dfpir.loading``: the
+    YAML file when given, else the config the checkpoint was trained with (ours store it),
+    else the defaults; ``overrides`` on top. A YAML or ``--set`` whose model keys disagree with
+    the architecture stored in the checkpoint is a ``ConfigError`` naming the keys, unless
+    ``override_arch``."""
+    return experiment_config(checkpoint, config, overrides, override_arch=override_arch)[0]
 
 
 def default_tasks(cfg: ExperimentConfig) -> list[str]:
@@ -107,14 +89,13 @@ class Analysis:
 
 
 def load_analysis(checkpoint: str | os.PathLike, config: str | os.PathLike | None = None,
-                  overrides: Sequence[str] = (), device: str | torch.device = "auto"
-                  ) -> Analysis:
-    """Load a checkpoint (ours, or a release one with ``config``) for drawing figures."""
-    ckpt = read_checkpoint(checkpoint)
-    cfg = resolve_config(ckpt, config, overrides)
-    model = DFPIR(cfg.model)
-    layout = load_weights(model, ckpt)
-    return Analysis(model, cfg, resolve_device(device), layout, str(checkpoint))
+                  overrides: Sequence[str] = (), device: str | torch.device = "auto",
+                  override_arch: bool = False) -> Analysis:
+    """Load a checkpoint (ours, or a release one with ``config``) for drawing figures, through
+    ``dfpir.loading.load_experiment`` (the one checkpoint-to-model path)."""
+    loaded = load_experiment(checkpoint, config, overrides, device, override_arch=override_arch)
+    return Analysis(loaded.model, loaded.cfg, resolve_device(device), loaded.layout,
+                    str(checkpoint))
 
 
 # ------------------------------------------------------------------ forward hooks

@@ -1,4 +1,5 @@
-"""Draw the paper's analysis figures (and a restoration grid) for a checkpoint.
+"""``dfpir visualize`` (``scripts/visualize.py``): draw the paper's analysis figures (and a
+restoration grid) for a checkpoint.
 
     python scripts/visualize.py tsne     --ckpt runs/demo/checkpoints/latest.pt --out figures
     python scripts/visualize.py shuffle  --ckpt CKPT --config configs/three_task.yaml
@@ -9,7 +10,9 @@
 
 Each sub-command writes NAME.png and the numbers behind it (CSV, .npz) to --out. The config is
 --config when given, else the one stored in the checkpoint (ours), else the defaults (a release
-checkpoint needs --config for its data and prompts); --set KEY=VALUE overrides it.
+checkpoint needs --config for its data and prompts); --set KEY=VALUE overrides it. The model
+is loaded by dfpir.loading.load_experiment (the architecture stored in the checkpoint wins;
+--override-arch lets --config/--set model.* replace it).
 """
 
 from __future__ import annotations
@@ -17,13 +20,14 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from dfpir.allocator import keep_freed_memory
-from dfpir.analysis import (
+from ..allocator import keep_freed_memory
+from ..analysis import (
     DEFAULT_LAYER,
     Analysis,
     compute_features,
@@ -37,21 +41,20 @@ from dfpir.analysis import (
     save_shuffle,
     save_tsne,
 )
-from dfpir.config import ConfigError
-from dfpir.data import DataError
-from dfpir.models.checkpoint import CheckpointError
-from dfpir.prompts import PromptError
+from ..errors import FigureError
+from .common import add_ckpt, add_config, add_device, add_override_arch, run_cli
 
 COMMANDS = ("tsne", "shuffle", "features", "grid")
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--ckpt", required=True, help="checkpoint (ours or a release one)")
-    parser.add_argument("--config", help="YAML config (default: the one in the checkpoint)")
-    parser.add_argument("--set", dest="overrides", action="append", default=[],
-                        metavar="KEY=VALUE", help="override a config value (repeatable)")
+    add_ckpt(parser, help="checkpoint (ours or a release one)")
+    add_config(parser, help="YAML config (default: the one in the checkpoint)")
+    add_override_arch(parser)
     parser.add_argument("--out", default="figures", help="output folder (default: figures)")
-    parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    add_device(parser, default="auto")
+    parser.add_argument("--debug", action="store_true",
+                        help="show the traceback of user errors too")
     parser.add_argument("--title", default="", help="prefix for the figure titles")
     parser.add_argument("--seed", type=int, default=0, help="crops and t-SNE seed")
     parser.add_argument("--threads", type=int, default=0,
@@ -97,8 +100,9 @@ def _grid_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--grid-sets", nargs="+", help="test sets (default: all)")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
+    """The options of ``dfpir visualize`` / ``scripts/visualize.py``."""
+    parser = argparse.ArgumentParser(prog=prog, description="Draw the paper's analysis figures (and a restoration grid) for a checkpoint.",
                                      formatter_class=argparse.RawDescriptionHelpFormatter,
                                      epilog="\n".join(__doc__.splitlines()[1:]))
     sub = parser.add_subparsers(dest="command", required=True)
@@ -156,29 +160,29 @@ def run(command: str, analysis: Analysis, args: argparse.Namespace) -> dict[str,
     return paths
 
 
-def main(argv: list[str] | None = None, keep_memory: bool = False) -> int:
+def main(argv: Sequence[str] | None = None, keep_memory: bool = False,
+         prog: str | None = None) -> int:
     """Run the command line; ``keep_memory`` stops glibc from returning freed memory to the
     OS (fewer page faults on the CPU; set for the whole process, so only from the shell)."""
-    args = build_parser().parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    if keep_memory and not str(args.device).startswith("cuda"):
-        keep_freed_memory()
-    try:
-        analysis = load_analysis(args.ckpt, args.config, args.overrides, args.device)
+
+    def run_figures(args: argparse.Namespace) -> int:
+        if args.threads:
+            torch.set_num_threads(args.threads)
+        if keep_memory and not str(args.device).startswith("cuda"):
+            keep_freed_memory()
+        analysis = load_analysis(args.ckpt, args.config, args.overrides, args.device,
+                                 override_arch=args.override_arch)
         if args.command != "all":
-            run(args.command, analysis, args)
+            try:
+                run(args.command, analysis, args)
+            except ValueError as err:  # a figure that does not apply to this model or data
+                raise FigureError(f"{args.command}: {err}") from err
             return 0
         for command in COMMANDS:  # a figure that does not apply (no DGCPM, ...) is skipped
             try:
                 run(command, analysis, args)
             except ValueError as err:
                 print(f"{command}: skipped: {err}", file=sys.stderr)
-    except (ConfigError, CheckpointError, PromptError, DataError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    return 0
+        return 0
 
-
-if __name__ == "__main__":
-    sys.exit(main(keep_memory=True))
+    return run_cli(build_parser(prog), run_figures, argv)

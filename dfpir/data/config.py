@@ -223,7 +223,7 @@ def validate_data_config(cfg: DataConfig) -> DataConfig:
 # ---------------------------------------------------------------- strict dict -> dataclass
 
 
-def data_config_from_dict(d: dict | None) -> DataConfig:
+def data_config_from_dict(d: dict | None, origin: dict[str, str] | None = None) -> DataConfig:
     """Build a ``DataConfig`` from the ``data:`` mapping of a YAML file, strictly.
 
     Unknown keys and wrongly typed values raise ``ConfigError`` (a ``ValueError``) naming the
@@ -231,7 +231,7 @@ def data_config_from_dict(d: dict | None) -> DataConfig:
     ``DataConfig``, i.e. the release's three-task setting (give ``train_tasks``/``test_sets`` to
     replace them). The converter is the project's one, ``dfpir.schema.build_dataclass``.
     """
-    return _data_config(d, {})
+    return _data_config(d, origin or {})
 
 
 def _data_config(d: dict | None, origin: dict[str, str]) -> DataConfig:

@@ -1,0 +1,97 @@
+"""What every command shares: the common flags (``--config``, ``--set``, ``--ckpt``,
+``--device``, ``--out``, ``--override-arch``, ``--debug``), console logging, and the one error
+policy: a ``DfpirError`` (a problem the user can fix) prints ``error: <message>`` and exits
+with status 2; anything else is a bug and keeps its traceback. ``--debug`` shows the traceback
+of user errors too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable, Sequence
+
+from ..errors import DfpirError
+
+__all__ = [
+    "add_ckpt",
+    "add_config",
+    "add_device",
+    "add_override_arch",
+    "run_cli",
+    "setup_cli_logging",
+]
+
+
+def add_config(parser: argparse.ArgumentParser, required: bool = False,
+               help: str = "experiment YAML (default: the built-in defaults)") -> None:
+    """``--config FILE`` and the repeatable ``--set KEY=VALUE`` override."""
+    parser.add_argument("--config", required=required, help=help)
+    parser.add_argument("--set", dest="overrides", action="append", default=[],
+                        metavar="KEY=VALUE",
+                        help="override a config value, e.g. model.gamma=0.7 or "
+                             "data.data_root=/datasets (repeatable)")
+
+
+def add_ckpt(parser: argparse.ArgumentParser, required: bool = True,
+             help: str = "checkpoint: ours, a released DFPIR one or a released Restormer one"
+             ) -> None:
+    """``--ckpt FILE``."""
+    parser.add_argument("--ckpt", required=required, help=help)
+
+
+def add_device(parser: argparse.ArgumentParser, default: str | None = None) -> None:
+    """``--device``: auto, cpu, cuda or cuda:N (default: the config's)."""
+    parser.add_argument("--device", default=default,
+                        help="auto, cpu, cuda or cuda:N (default: the config's device)")
+
+
+def add_override_arch(parser: argparse.ArgumentParser) -> None:
+    """``--override-arch``: let the YAML/--set model keys replace a checkpoint's stored
+    architecture (see ``dfpir.loading``)."""
+    parser.add_argument("--override-arch", action="store_true",
+                        help="build the architecture the YAML/--set model.* keys describe even "
+                             "where the checkpoint stores another (the weights must still fit)")
+
+
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is at the time (pytest swaps it per test)."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:
+        pass
+
+
+def setup_cli_logging() -> None:
+    """Show the package's notes and warnings (bare messages on stderr) for the commands,
+    unless the application has configured logging itself."""
+    package = logging.getLogger("dfpir")
+    if package.handlers or logging.getLogger().handlers:
+        return
+    handler = _StderrHandler()
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    package.addHandler(handler)
+    package.setLevel(logging.INFO)
+
+
+def run_cli(parser: argparse.ArgumentParser, run: Callable[[argparse.Namespace], int],
+            argv: Sequence[str] | None = None) -> int:
+    """Parse ``argv``, run the command and turn a ``DfpirError`` into ``error: ...`` and exit
+    status 2 (a traceback only with ``--debug``). Returns the exit status."""
+    if not any("--debug" in action.option_strings for action in parser._actions):
+        parser.add_argument("--debug", action="store_true",
+                            help="show the traceback of user errors too")
+    args = parser.parse_args(argv)
+    setup_cli_logging()
+    try:
+        return int(run(args) or 0)
+    except DfpirError as err:
+        if args.debug:
+            raise
+        print(f"error: {err}", file=sys.stderr)
+        return 2

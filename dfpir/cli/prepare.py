@@ -1,0 +1,109 @@
+"""``dfpir prepare`` (``scripts/prepare_data.py``): check that the datasets of a config are
+where it says, and optionally fill the decode cache.
+
+    dfpir prepare --check --config configs/three_task.yaml
+    dfpir prepare --check --decode --config CONFIG.yaml   # decode every image
+    dfpir prepare --check --preset three_task --set data.data_root=/datasets/allinone
+    dfpir prepare --cache /fast/disk/dfpir_cache --config CONFIG.yaml
+
+Only the ``data:`` section of the config is read (``--set data.*`` overrides it). Exit status 0
+when no problem was found, 1 when the check found problems, 2 for a bad command line or config.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+from collections.abc import Sequence
+
+from ..config import apply_override, load_raw
+from ..data import (
+    builtin_demo,
+    check_data,
+    data_config_from_dict,
+    default_five_task,
+    default_three_task,
+    fill_cache,
+    training_image_paths,
+)
+from ..data.config import DataConfig
+from ..errors import ConfigError
+from .common import run_cli
+
+__all__ = ["PRESETS", "build_parser", "load_data_config", "main", "run"]
+
+PRESETS = {
+    "three_task": default_three_task,
+    "five_task": default_five_task,
+    "builtin_demo": builtin_demo,
+}
+
+
+def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
+    """The options of ``dfpir prepare`` / ``scripts/prepare_data.py``."""
+    parser = argparse.ArgumentParser(
+        prog=prog or "prepare_data.py",
+        description="Check that the datasets of a config are where it says, and optionally "
+                    "fill the decode cache.")
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--config", help="YAML file with a data: section")
+    source.add_argument("--preset", choices=sorted(PRESETS), help="a built-in data config")
+    parser.add_argument("--set", dest="overrides", action="append", default=[],
+                        metavar="KEY=VALUE", help="override a data value, e.g. "
+                        "data.data_root=/datasets (repeatable)")
+    parser.add_argument("--data-root", help="the same as --set data.data_root=DIR")
+    parser.add_argument("--check", action="store_true", help="list pairs and problems")
+    parser.add_argument("--decode", action="store_true", help="with --check: decode every image")
+    parser.add_argument("--cache", metavar="DIR", help="decode the training images into DIR")
+    return parser
+
+
+def load_data_config(config: str | None, preset: str | None,
+                     overrides: Sequence[str] = ()) -> DataConfig:
+    """The ``data:`` section of ``config`` (or of a preset, default three_task) with the
+    ``data.*`` overrides applied; raises ``ConfigError`` for anything else."""
+    origin: dict[str, str] = {}
+    if config:
+        raw = load_raw(config, origin)
+    else:
+        raw = {"data": dataclasses.asdict(PRESETS[preset or "three_task"]())}
+    for override in overrides:
+        if not override.strip().startswith("data."):
+            raise ConfigError(f"--set {override}: prepare reads only the data: section "
+                              "(give data.KEY=VALUE)")
+        apply_override(raw, override, origin)
+    return data_config_from_dict(raw.get("data"), origin)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Check and/or cache; returns the exit status."""
+    logging.getLogger("dfpir").setLevel(logging.WARNING)
+    overrides = list(args.overrides)
+    if args.data_root is not None:
+        overrides.append(f"data.data_root={json.dumps(args.data_root)}")
+    cfg = load_data_config(args.config, args.preset, overrides)
+    if args.check:
+        report = check_data(cfg, decode=args.decode)
+        print(report.format())
+        if not report.ok:
+            return 1
+    if args.cache:
+        paths = training_image_paths(cfg)
+        count = fill_cache(paths, args.cache, progress=True)
+        print(f"cached {count} images in {args.cache}; set data.cache_dir: {args.cache}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
+    """``dfpir prepare``: 0 when no problem was found, 1 when the check found problems, 2 for
+    a bad command line or config (or data the cache cannot read)."""
+    parser = build_parser(prog)
+
+    def checked(args: argparse.Namespace) -> int:
+        if not (args.check or args.cache):
+            parser.error("nothing to do: give --check and/or --cache DIR")
+        return run(args)
+
+    return run_cli(parser, checked, argv)

@@ -1,0 +1,109 @@
+"""``dfpir restore`` (``scripts/restore.py``): restore an image or a folder of images with a
+trained model.
+
+    dfpir restore --ckpt dfpir5.ckpt --input photos/ --degradation derain
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from ..data import DataError
+from ..loading import load_experiment
+from ..prompts import PromptError, get_degradation
+from ..restore import collect_inputs, output_paths, prompt_embedding, restore_files
+from .common import add_ckpt, add_config, add_device, add_override_arch, run_cli
+
+__all__ = ["build_parser", "main", "run"]
+
+logger = logging.getLogger("dfpir.restore")
+
+
+def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
+    """The options of ``dfpir restore`` / ``scripts/restore.py``."""
+    parser = argparse.ArgumentParser(
+        prog=prog or "restore.py",
+        description="Restore an image or a folder of images with a trained DFPIR.",
+    )
+    parser.add_argument("--input", "-i", required=True, help="an image file or a folder")
+    parser.add_argument("--out", "-o", default="restored",
+                        help="output folder (or, for one input, a .png file); default: restored/")
+    add_ckpt(parser)
+    add_override_arch(parser)
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument("--degradation", "-d",
+                       help="degradation name: denoise_15, denoise_25, denoise_50, derain, "
+                       "dehaze, deblur, lowlight")
+    which.add_argument("--prompt", "-p", help="free prompt text, e.g. \"Rain degradation with "
+                       "rain lines\"")
+    add_config(parser, help="experiment YAML (default: the config stored in the checkpoint, "
+                            "else the defaults)")
+    parser.add_argument("--tile", type=int, default=None,
+                        help="tile size for large images (0 = whole image)")
+    parser.add_argument("--tile-overlap", type=int, default=None, help="tile overlap (pixels)")
+    parser.add_argument("--side-by-side", action="store_true",
+                        help="also write <name>_side_by_side.png (input | restored)")
+    add_device(parser)
+    parser.add_argument("--amp", choices=["none", "bf16", "fp16"], default=None,
+                        help="autocast precision (default: eval.amp if the config has it, else "
+                        "none)")
+    parser.add_argument("--no-progress", action="store_true")
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    """Restore the inputs: 0 when every image was restored, 1 when some failed."""
+    inputs = collect_inputs(args.input)
+    single = Path(args.input).is_file()
+    outputs = output_paths(inputs, Path(args.out), single)
+    clashes = [str(p) for p, q in zip(inputs, outputs, strict=True)
+               if q.exists() and q.resolve() == p.resolve()]
+    if clashes:
+        raise DataError(f"the output would overwrite the input {clashes[0]}; choose another "
+                        "--out folder")
+    loaded = load_experiment(args.ckpt, args.config, args.overrides, args.device,
+                             override_arch=args.override_arch)
+    cfg = loaded.cfg
+    device = next(loaded.model.parameters()).device
+    for note in loaded.notes:
+        logger.info("note: %s", note)
+    prompt = None
+    if loaded.config.has_dgpb:
+        if args.degradation is None and args.prompt is None:
+            raise PromptError("this model needs a prompt: give --degradation NAME or "
+                              "--prompt TEXT")
+        prompt, sentence = prompt_embedding(cfg, args.degradation, args.prompt, device)
+        logger.info("prompt: %r (%s encoder)", sentence, cfg.prompts.encoder)
+    else:
+        if args.degradation is not None:
+            get_degradation(args.degradation)
+        if args.degradation or args.prompt:
+            logger.info("note: the Restormer baseline takes no prompt; ignoring it")
+    out = Path(args.out)
+    tile = cfg.eval.tile if args.tile is None else args.tile
+    overlap = cfg.eval.tile_overlap if args.tile_overlap is None else args.tile_overlap
+    amp = args.amp or getattr(cfg.eval, "amp", "none")
+    summary = restore_files(
+        loaded.model, prompt, inputs, outputs, device=device, tile=tile, overlap=overlap,
+        amp=None if amp == "none" else amp, compare=args.side_by_side,
+        progress=not args.no_progress,
+    )
+    done = len(inputs) - len(summary.failed)
+    where = outputs[0] if single and done else out
+    print(f"restored {done} of {len(inputs)} image(s) into {where}")
+    if summary.failed:
+        print(f"{len(summary.failed)} failed:", file=sys.stderr)
+        for path, reason in summary.failed:
+            print(f"  {path}: {reason}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
+    """``dfpir restore``: 0 when every image was restored, 1 when some failed, 2 for a usage,
+    config, checkpoint, device or prompt error."""
+    return run_cli(build_parser(prog), run, argv)
