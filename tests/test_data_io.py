@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 
 from dfpir.data import ImageReadError, read_image, read_image_raw, write_image
-from dfpir.data.png16 import read_png16
+from dfpir.data.io import read_png16
 
 
 def png16_with_filters(array: np.ndarray, filters: list[int]) -> bytes:

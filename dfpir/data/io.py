@@ -10,18 +10,53 @@ float [0, 1], uint8 or uint16 arrays.
 from __future__ import annotations
 
 import logging
+import struct
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from .errors import ImageReadError
-from .png16 import png_header, read_png16, write_png16
 
 logger = logging.getLogger(__name__)
 
 IMAGE_EXTENSIONS: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 _TIFF_EXTENSIONS = (".tif", ".tiff")
+
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def png_header(path: str | Path) -> dict[str, int] | None:
+    """The IHDR fields of a PNG file (width, height, bit_depth, colour_type, interlace).
+
+    Returns None when the file is not a PNG. Reads only the first 33 bytes.
+    """
+    with open(path, "rb") as handle:
+        head = handle.read(33)
+    if len(head) < 33 or head[:8] != PNG_SIGNATURE or head[12:16] != b"IHDR":
+        return None
+    width, height, bit_depth, colour_type, _, _, interlace = struct.unpack(">IIBBBBB", head[16:29])
+    return {"width": width, "height": height, "bit_depth": bit_depth,
+            "colour_type": colour_type, "interlace": interlace}
+
+
+def read_png16(path: str | Path) -> np.ndarray:
+    """A 16-bit PNG (any colour type) as uint16 HxW or HxWxC, by libpng through imagecodecs
+    (Pillow reads 16-bit colour PNG only as 8-bit)."""
+    import imagecodecs
+
+    return imagecodecs.png_decode(Path(path).read_bytes())
+
+
+def write_png16(path: str | Path, array: np.ndarray) -> None:
+    """Write uint16 HxW or HxWxC (C = 1..4) as a 16-bit PNG (libpng through imagecodecs)."""
+    import imagecodecs
+
+    pixels = np.ascontiguousarray(array)
+    if pixels.dtype != np.uint16:
+        raise ValueError(f"write_png16 expects uint16, got {pixels.dtype}")
+    Path(path).write_bytes(imagecodecs.png_encode(pixels))
 
 
 def is_image_file(path: str | Path) -> bool:
@@ -73,7 +108,7 @@ def read_image_raw(path: str | Path) -> np.ndarray:
         raise ImageReadError(f"image file not found: {path}")
     try:
         header = png_header(path)
-        if header is not None and header["bit_depth"] == 16 and header["interlace"] == 0:
+        if header is not None and header["bit_depth"] == 16:
             return read_png16(path)
         if path.suffix.lower() in _TIFF_EXTENSIONS:
             array = _read_tiff(path)
