@@ -13,7 +13,7 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 
@@ -47,11 +47,14 @@ Amp = Literal["none", "bf16", "fp16"]
 _DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 
 
-def check_device_name(device: str, key: str) -> None:
+def check_device_name(device: str) -> None:
     """Raise ``ValueError`` unless ``device`` is auto, cpu, mps, cuda or cuda:N (whether the
     machine has it is checked when the device is resolved, before anything is written)."""
     if not _DEVICE.match(device):
-        raise ValueError(f"{key} must be auto, cpu, cuda or cuda:N, got {device!r}")
+        raise ValueError(f"expected auto, cpu, cuda or cuda:N, got {device!r}")
+
+
+Device = Annotated[str, check_device_name]
 
 
 @dataclass
@@ -86,7 +89,7 @@ class TrainConfig:
     scheduler_step: SchedulerStep = "epoch"  # epoch (the release) | iteration
     eta_min: float = 0.0
     grad_clip: float = 0.0  # max gradient norm (0 = off, the release)
-    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    device: Device = "auto"  # auto | cpu | cuda | cuda:N
     bf16: bool = False  # bf16 autocast
     channels_last: bool = False
     compile: bool = False
@@ -98,9 +101,6 @@ class TrainConfig:
     save_every_iters: int = 1000  # iterations between 'latest' checkpoints
     sample_images: int = 4  # restored samples written to TensorBoard at each validation
 
-    def __post_init__(self) -> None:
-        check_device_name(self.device, "train.device")
-
 
 @dataclass
 class EvalConfig:
@@ -110,12 +110,9 @@ class EvalConfig:
     tile_overlap: int = 32
     quantize: bool = False  # round outputs to uint8 before the metrics (as saved images would)
     save_images: bool = False
-    device: str = "auto"
+    device: Device = "auto"
     amp: Amp = "none"  # none (fp32, the protocol) | bf16 | fp16 autocast
     max_images: int = 0  # evaluate only the first N images of each test set (0 = all)
-
-    def __post_init__(self) -> None:
-        check_device_name(self.device, "eval.device")
 
 
 @dataclass

@@ -104,10 +104,10 @@ def _tiles(height: int, width: int, tile: int, overlap: int
 
 def _check_tiling(tile: int, overlap: int, multiple: int) -> int:
     if tile < 0 or overlap < 0:
-        raise ValueError(f"tile and overlap must be >= 0, got tile={tile}, overlap={overlap}")
+        raise ConfigError(f"tile and overlap must be >= 0, got tile={tile}, overlap={overlap}")
     tile = -(-tile // multiple) * multiple  # round up to the network's padding multiple
     if overlap >= tile:
-        raise ValueError(f"the tile overlap ({overlap}) must be smaller than the tile ({tile}); "
+        raise ConfigError(f"the tile overlap ({overlap}) must be smaller than the tile ({tile}); "
                          "set a smaller overlap (--tile-overlap, eval.tile_overlap)")
     return tile
 

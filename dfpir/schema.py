@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import types
-from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
+from typing import Annotated, Any, Literal, Union, get_args, get_origin, get_type_hints
 
 from .errors import ConfigError
 
@@ -46,6 +46,15 @@ def convert(value: Any, annotation: Any, where: str, origin: dict[str, str]) -> 
         raise errors[0] if len(errors) == 1 else _fail(
             where, origin, f"expected {_type_name(annotation)}, got {value!r}"
         )
+    if hint is Annotated:  # Annotated[type, check, ...]: each check raises ValueError
+        base, *checks = get_args(annotation)
+        value = convert(value, base, where, origin)
+        for check in (c for c in checks if callable(c)):
+            try:
+                check(value)
+            except ValueError as err:
+                raise _fail(where, origin, str(err)) from err
+        return value
     if hint is Literal:
         choices = get_args(annotation)
         if value in choices and type(value) is type(choices[choices.index(value)]):
@@ -97,7 +106,7 @@ def build_dataclass(cls: type, values: dict, where: str = "",
                     origin: dict[str, str] | None = None) -> Any:
     """A ``cls`` instance from a mapping; unknown keys and wrong types raise ``ConfigError``."""
     origin = origin or {}
-    hints = get_type_hints(cls)
+    hints = get_type_hints(cls, include_extras=True)
     names = [f.name for f in dataclasses.fields(cls) if f.init]
     prefix = f"{where}." if where else ""
     for key in values:

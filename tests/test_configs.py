@@ -1,0 +1,114 @@
+"""Every YAML under configs/ loads and builds its model, datasets (on generated folders in the
+release's layout) and optimizer, without training; every choice is checked when a config loads;
+one converter, one task registry."""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+from pathlib import Path
+
+import pytest
+import torch
+from test_data_fixtures import (
+    make_dehaze,
+    make_denoise,
+    make_derain_test,
+    make_derain_train,
+    make_gopro_flat,
+    make_lol,
+)
+
+from dfpir.config import ConfigError, load_config
+from dfpir.data import build_test_datasets, build_train_dataset, check_data, data_config_from_dict
+from dfpir.data.tasks import TASKS
+from dfpir.models import DFPIR
+from dfpir.prompts import DEGRADATIONS
+from dfpir.train.trainer import Trainer
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIGS = sorted((ROOT / "configs").rglob("*.yaml"))
+
+
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory) -> Path:
+    """A tiny copy of every folder the paper configs name (PromptIR's layout)."""
+    root = tmp_path_factory.mktemp("data")
+    make_denoise(root / "Train" / "Denoise", count=2)
+    make_derain_train(root / "Train" / "Derain", count=2)
+    make_dehaze(root / "Train" / "Dehaze", ids=1, per_id=2)
+    make_gopro_flat(root / "Train" / "Deblur", count=2)
+    make_lol(root / "Train" / "Lowlight", count=2)
+    make_denoise(root / "test" / "denoise" / "bsd68", count=2)
+    make_derain_test(root / "test" / "derain" / "Rain100L", count=2)
+    make_dehaze(root / "test" / "dehaze", ids=1, per_id=1, test=True)
+    make_gopro_flat(root / "test" / "deblur", count=2)
+    make_lol(root / "test" / "lowlight", count=2)
+    return root
+
+
+def test_every_config_is_found():
+    names = {p.name for p in CONFIGS}
+    assert {"demo.yaml", "three_task.yaml", "five_task.yaml"} <= names and len(CONFIGS) >= 10
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: str(p.relative_to(ROOT / "configs")))
+def test_config_builds_model_datasets_and_optimizer(path, data_root, one_thread):
+    cfg = load_config(path, [f"data.data_root={data_root}", "prompts.encoder=hashed",
+                             "data.builtin.test_max_side=32"])
+    model = DFPIR(cfg.model)
+    assert sum(p.numel() for p in model.parameters()) > 0
+    report = check_data(cfg.data)
+    assert report.ok, report.format()
+    assert len(build_train_dataset(cfg.data)) > 0
+    tests = build_test_datasets(cfg.data)
+    assert tests and all(len(d) > 0 for d in tests.values())
+    for stage in cfg.train.stages:
+        # the trainer's own optimizer and scheduler code, on the built model
+        host = types.SimpleNamespace(cfg=cfg, model=model, _stage_iters=Trainer._stage_iters)
+        Trainer._make_optimizer(host, stage, iters_per_epoch=3)
+        assert host.optimizer.param_groups[0]["lr"] == pytest.approx(stage.lr)
+        assert host.scheduler is not None
+
+
+@pytest.mark.parametrize(("override", "key"), [
+    ("train.scheduler=cosin", "train.scheduler"),
+    ("train.loss=l3", "train.loss"),
+    ("train.scheduler_step=epochs", "train.scheduler_step"),
+    ("eval.amp=fp8", "eval.amp"),
+    ("prompts.encoder=clipp", "prompts.encoder"),
+    ("prompts.style=short", "prompts.style"),
+    ("prompts.clip_precision=fp64", "prompts.clip_precision"),
+    ("train.device=gpu", "train.device"),
+    ("eval.device=cuda:x", "eval.device"),
+])
+def test_every_choice_is_checked_at_load(override, key):
+    with pytest.raises(ConfigError) as info:
+        load_config(ROOT / "configs" / "demo.yaml", [override])
+    message = str(info.value)
+    assert key in message and f"--set {override}" in message
+
+
+def test_a_misspelt_choice_suggests_the_valid_one():
+    with pytest.raises(ConfigError, match="did you mean 'cosine'"):
+        load_config(None, ["train.scheduler=cosin"])
+
+
+def test_data_config_uses_the_one_converter():
+    with pytest.raises(ConfigError, match=r"data\.patch_sise: unknown key; did you mean"):
+        data_config_from_dict({"patch_sise": 64})
+    cfg = data_config_from_dict({"train_tasks": [{"task": "derain", "roots": ["a"]}]})
+    assert dataclasses.is_dataclass(cfg.train_tasks[0])
+
+
+def test_prompts_follow_the_task_registry():
+    assert list(DEGRADATIONS) == list(TASKS)
+    assert [d.task_id for d in DEGRADATIONS.values()] == list(range(len(TASKS)))
+
+
+def test_loader_workers_are_capped_at_the_cpu_count():
+    from dfpir.data import loader_workers
+
+    assert loader_workers(0) == 0
+    assert 1 <= loader_workers(10_000) <= (torch.get_num_threads() + 10_000)
+    assert loader_workers(10_000) < 10_000
