@@ -44,7 +44,12 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     except RuntimeError as err:
         raise DeviceError(f"unknown device {device!r}; expected auto, cpu, cuda or cuda:N") from err
     if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise DeviceError(f"device {device!r} requested but CUDA is not available here")
+        raise DeviceError(f"device {device!r} requested but CUDA is not available here; use "
+                          "--device cpu (or auto)")
+    if resolved.type == "cuda" and resolved.index is not None \
+            and resolved.index >= torch.cuda.device_count():
+        raise DeviceError(f"device {device!r} requested but this machine has "
+                          f"{torch.cuda.device_count()} CUDA device(s)")
     return resolved
 
 

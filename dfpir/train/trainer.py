@@ -99,7 +99,13 @@ class Trainer:
 
         report = check_data(cfg.data)  # fail before the first step, with every problem listed
         if not report.ok:
-            raise DataError("the data check failed, nothing was trained:\n" + report.format())
+            logger.error("%s", report.format())
+            first = next(f"{s.name} (task {s.task}): {p.splitlines()[0]}"
+                         for s in report.sets for p in s.problems)
+            more = (f" (and {report.problem_count - 1} more problems, listed above and by "
+                    "`dfpir prepare --check --config CONFIG`)" if report.problem_count > 1
+                    else "")
+            raise DataError(f"the data check failed, nothing was trained: {first}{more}")
         tasks = sorted({t.task for t in cfg.data.train_tasks} | self._test_tasks()
                        | (set(cfg.data.builtin.tasks) if cfg.data.builtin.enabled else set()),
                        key=list(DEGRADATIONS).index)
