@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ..data import DataError
+from ..data.tasks import TASKS
 from ..loading import load_experiment
 from ..prompts import PromptError, get_degradation
 from ..restore import collect_inputs, output_paths, prompt_embedding, restore_files
@@ -36,8 +37,7 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     add_override_arch(parser)
     which = parser.add_mutually_exclusive_group()
     which.add_argument("--degradation", "-d",
-                       help="degradation name: denoise_15, denoise_25, denoise_50, derain, "
-                       "dehaze, deblur, lowlight")
+                       help=f"degradation name: {', '.join(TASKS)}")
     which.add_argument("--prompt", "-p", help="free prompt text, e.g. \"Rain degradation with "
                        "rain lines\"")
     add_config(parser, help="experiment YAML (default: the config stored in the checkpoint, "
