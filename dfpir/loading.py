@@ -67,25 +67,27 @@ def _model_overrides(overrides: Sequence[str]) -> list[str]:
 
 
 def select_model_config(ckpt: Mapping, fallback: DFPIRConfig, overrides: Sequence[str] = (),
-                        source: str = "the checkpoint") -> tuple[DFPIRConfig, str, list[str]]:
+                        source: str = "the checkpoint", override_arch: bool = False
+                        ) -> tuple[DFPIRConfig, str, list[str]]:
     """The architecture to build for a loaded checkpoint: (config, where it came from, notes).
 
-    The config stored in the checkpoint when there is one (with the ``model.*`` entries of
-    ``overrides`` applied on top), else ``fallback`` (the YAML config, overrides included).
-    Weights without any DGPB (a released Restormer checkpoint, a baseline run) switch the
-    architecture to the baseline, since that is the only model they fit.
+    The config stored in the checkpoint when there is one (``model.*`` entries of
+    ``overrides`` that disagree with it are a ``ConfigError`` unless ``override_arch``), else
+    ``fallback`` (the YAML config, overrides included). Weights without any DGPB (a released
+    Restormer checkpoint, a baseline run) switch the architecture to the baseline, since that
+    is the only model they fit.
     """
     stored = stored_model_config(ckpt)
     if stored is not None:
         origin = {"model": f"the config stored in {source}"}
-        raw = {"model": stored}
+        raw: dict = {"model": {}}
         for override in _model_overrides(overrides):
             apply_override(raw, override, origin)
-        try:
-            config = build_dataclass(DFPIRConfig, raw["model"], "model", origin)
-        except ConfigError as err:
-            raise ConfigError(f"the model config stored in {source} does not fit this version "
-                              f"of dfpir: {err}") from err
+        explicit = raw["model"]
+        conflicts = architecture_conflicts(stored, explicit, source, origin)
+        if conflicts and not override_arch:
+            raise _conflict_error(source, conflicts, explicit, stored)
+        config = build_dataclass(DFPIRConfig, {**stored, **explicit}, "model", origin)
         where = "checkpoint"
     else:
         config, where = fallback, "config"
@@ -119,7 +121,8 @@ class LoadedModel:
 
 def load_model(checkpoint: str | os.PathLike | Mapping, fallback: DFPIRConfig,
                overrides: Sequence[str] = (), device: str | torch.device = "cpu",
-               *, _path: str | None = None, _source: str | None = None) -> LoadedModel:
+               *, override_arch: bool = False, _path: str | None = None,
+               _source: str | None = None) -> LoadedModel:
     """Read a checkpoint (ours, DFPIR release, Restormer release; a path or an already loaded
     dict), build the matching model, load the weights strictly and move it to ``device`` in
     eval mode.
@@ -134,7 +137,8 @@ def load_model(checkpoint: str | os.PathLike | Mapping, fallback: DFPIRConfig,
         path = str(checkpoint)
         ckpt = read_checkpoint(path)
     if _source is None:
-        config, source, notes = select_model_config(ckpt, fallback, overrides, path)
+        config, source, notes = select_model_config(ckpt, fallback, overrides, path,
+                                                    override_arch)
     else:
         (config, notes), source = fit_baseline(ckpt, fallback), _source
     model = DFPIR(config)
@@ -169,6 +173,15 @@ def architecture_conflicts(stored: Mapping, explicit: Mapping, source: str = "th
             if getattr(base, f.name) != getattr(asked, f.name)]
 
 
+def _conflict_error(source: str, conflicts: Sequence[str], explicit: Mapping,
+                    stored: Mapping) -> ConfigError:
+    given = ", ".join(f"{k}={explicit[k.split('.', 1)[1]]!r} (stored: "
+                      f"{stored.get(k.split('.', 1)[1])!r})" for k in conflicts)
+    return ConfigError(f"{source} stores its architecture and the config asks for another: "
+                       f"{given}. Drop those keys from the YAML/--set, or pass "
+                       "--override-arch to build the model they describe")
+
+
 def experiment_config(ckpt: Mapping, config: str | os.PathLike | None = None,
                       overrides: Sequence[str] = (), *, override_arch: bool = False,
                       source: str = "the checkpoint") -> tuple[ExperimentConfig, str]:
@@ -199,11 +212,7 @@ def experiment_config(ckpt: Mapping, config: str | os.PathLike | None = None,
         return build_dataclass(ExperimentConfig, raw, "", origin), "config"
     conflicts = architecture_conflicts(stored_model, explicit, source, origin)
     if conflicts and not override_arch:
-        given = ", ".join(f"{k}={explicit[k.split('.', 1)[1]]!r} (stored: "
-                          f"{stored_model.get(k.split('.', 1)[1])!r})" for k in conflicts)
-        raise ConfigError(f"{source} stores its architecture and the config asks for another: "
-                          f"{given}. Drop those keys from the YAML/--set, or pass "
-                          "--override-arch to build the model they describe")
+        raise _conflict_error(source, conflicts, explicit, stored_model)
     raw["model"] = {**stored_model, **(explicit if override_arch else {})}
     origin["model"] = f"the config stored in {source}"
     return build_dataclass(ExperimentConfig, raw, "", origin), "checkpoint"
