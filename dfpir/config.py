@@ -18,6 +18,7 @@ from typing import Any, Union, get_args, get_origin, get_type_hints
 
 import yaml
 
+from .blind.config import ClassifierConfig
 from .data.config import DataConfig
 from .models import DFPIRConfig
 from .prompts import PromptConfig
@@ -97,6 +98,7 @@ class ExperimentConfig:
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    classifier: ClassifierConfig = field(default_factory=ClassifierConfig)  # ours, off by default
 
 
 # ------------------------------------------------------------------ reading and merging

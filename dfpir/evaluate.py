@@ -36,8 +36,19 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm import tqdm
 
+from .blind.cli import add_eval_arguments
+from .blind.evaluation import (
+    BlindReport,
+    PromptMatrix,
+    blind_markdown,
+    evaluate_blind,
+    prompt_matrix,
+    write_blind_files,
+    write_prompt_matrix,
+)
 from .config import ConfigError, ExperimentConfig, apply_override, build_dataclass, load_config
 from .data import build_test_datasets, write_image
+from .data.tasks import TASKS
 from .inference import resolve_device, restore
 from .metrics import ImageMetrics, compute_metrics
 from .models import DFPIR, DFPIRConfig
@@ -219,6 +230,8 @@ class EvalReport:
     sets: list[SetResult]
     comparison: ComparisonTable
     notes: list[str] = field(default_factory=list)
+    blind: BlindReport | None = None  # with a degradation classifier (dfpir.blind)
+    prompt_matrix: PromptMatrix | None = None  # with prompt_matrix=True
 
 
 def _sync(device: torch.device) -> None:
@@ -309,6 +322,8 @@ def evaluate(
     image_dir: str | os.PathLike | None = None,
     name: str = "",
     progress: bool = True,
+    classifier: str | os.PathLike | None = None,
+    with_prompt_matrix: bool = False,
 ) -> EvalReport:
     """Evaluate ``checkpoint`` on the test sets of ``cfg`` (``cfg.eval`` gives tile, overlap,
     quantize and device; ``image_dir`` receives the restored images when given).
@@ -316,7 +331,9 @@ def evaluate(
     ``overrides`` are the ``--set`` entries already applied to ``cfg``; their ``model.*`` ones
     are re-applied on top of a config stored in the checkpoint. ``paper_table``: "auto", a key
     of ``PAPER_LAYOUTS`` or "none"; ``paper_row``: "auto" (DFPIR, or Restormer for the baseline)
-    or a row of that table.
+    or a row of that table. Blind restoration (ours): with a degradation classifier in the
+    checkpoint (or in the file ``classifier``) the report also has its accuracy, confusion and
+    the blind scores; ``with_prompt_matrix`` restores every set with every prompt as well.
     """
     device = resolve_device(cfg.eval.device)
     loaded = load_model(checkpoint, cfg.model, overrides, device)
@@ -335,10 +352,13 @@ def evaluate(
             paper_scores(table, row)
         except KeyError as err:
             raise ConfigError(err.args[0]) from None
-    bank = None
+    bank, clf = None, None
     if loaded.config.has_dgpb:
+        clf = _blind_classifier(checkpoint, classifier)
         encoder = build_encoder(cfg.prompts, device=device)
         tasks = list(dict.fromkeys(d.task for d in datasets.values()))
+        if clf is not None or with_prompt_matrix:
+            tasks = _matrix_prompts(cfg, tasks, clf)
         bank = PromptBank(encoder, tasks, cfg.prompts.style)
         if bank.embeddings.shape[-1] != loaded.config.prompt_dim:
             raise ConfigError(f"the prompt encoder gives {bank.embeddings.shape[-1]}-d "
@@ -353,6 +373,8 @@ def evaluate(
             num_workers=cfg.data.num_workers, progress=progress,
         ))
     comparison = results_table({s.name: (s.psnr, s.ssim) for s in sets}, table, row)
+    blind, matrix = _blind_extras(loaded.model, datasets, sets, bank, clf, with_prompt_matrix,
+                                  cfg, device, amp, max_images)
     options = {
         "tile": cfg.eval.tile,
         "tile_overlap": cfg.eval.tile_overlap,
@@ -377,7 +399,50 @@ def evaluate(
         sets=sets,
         comparison=comparison,
         notes=list(loaded.notes),
+        blind=blind,
+        prompt_matrix=matrix,
     )
+
+
+def _blind_classifier(checkpoint: str | os.PathLike, classifier: str | os.PathLike | None):
+    """The degradation classifier for the blind row: the file given, else the checkpoint's."""
+    from .blind import classifier_from_checkpoint, load_classifier
+
+    if classifier is not None:
+        return load_classifier({}, None, classifier)
+    return classifier_from_checkpoint(read_checkpoint(checkpoint), str(checkpoint))
+
+
+def _matrix_prompts(cfg: ExperimentConfig, test_tasks: list[str], clf) -> list[str]:
+    """Every prompt the model knows: the config's training tasks, the test sets' and the
+    classifier's classes, in the registry's order."""
+    tasks = set(test_tasks) | {t.task for t in cfg.data.train_tasks}
+    if cfg.data.builtin.enabled:
+        tasks |= set(cfg.data.builtin.tasks)
+    if clf is not None:
+        tasks |= set(clf.classes)
+    return [t for t in TASKS if t in tasks]
+
+
+def _blind_extras(model, datasets, sets, bank, clf, with_matrix, cfg, device, amp, max_images
+                  ) -> tuple[BlindReport | None, PromptMatrix | None]:
+    if bank is None:
+        if with_matrix:
+            logger.info("note: the Restormer baseline takes no prompt; no prompt matrix")
+        return None, None
+    kwargs = dict(device=device, tile=cfg.eval.tile, overlap=cfg.eval.tile_overlap,
+                  quantize=cfg.eval.quantize, amp=amp, max_images=max_images)
+    prompt_of = lambda task: _prompt_for(bank, task, device)  # noqa: E731
+    blind = None
+    if clf is not None:
+        oracle = {s.name: [(r.psnr, r.ssim) for r in s.images] for s in sets}
+        blind = evaluate_blind(model, clf, datasets, oracle, prompt_of, **kwargs)
+        logger.info("classifier accuracy %.1f%% (%d/%d images)", 100 * blind.accuracy,
+                    blind.correct, blind.total)
+    matrix = None
+    if with_matrix:
+        matrix = prompt_matrix(model, datasets, bank.names, prompt_of, **kwargs)
+    return blind, matrix
 
 
 def _paper_table(choice: str, names: list[str], train_tasks: list[str]) -> str | None:
@@ -465,6 +530,7 @@ def report_dict(report: EvalReport) -> dict:
             "diff": _diff(average, paper_avg),
         },
         "notes": report.notes,
+        **({"blind": report.blind.to_dict()} if report.blind is not None else {}),
         "versions": {"torch": torch.__version__, "python": sys.version.split()[0]},
         "date": datetime.datetime.now().isoformat(timespec="seconds"),
     }
@@ -507,6 +573,8 @@ def _markdown(report: EvalReport) -> str:
     lines.append(markdown_table(
         ["Test set", "Task", "Images", "PSNR", "SSIM", f"{comp.paper_row} (paper)",
          "Difference", "s/image"], rows))
+    if report.blind is not None:
+        lines += ["", blind_markdown(report.blind).rstrip()]
     if comp.table:
         lines += ["", f"## The paper's {comp.table.split('_')[0].replace('table', 'Table ')}, "
                   "every method (for reference)", "", paper_reference_table(comp.table)]
@@ -541,6 +609,10 @@ def write_report(report: EvalReport, out_dir: str | os.PathLike) -> dict[str, Pa
             for r in s.images:
                 writer.writerow([s.name, s.task, r.image, _fmt(r.psnr, 4), _fmt(r.ssim, 5),
                                  f"{r.seconds:.4f}"])
+    if report.blind is not None:
+        paths.update(write_blind_files(report.blind, out))
+    if report.prompt_matrix is not None:
+        paths.update(write_prompt_matrix(report.prompt_matrix, out, report.name))
     return paths
 
 
@@ -590,6 +662,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--name", default="", help="run name in the tables (default: the "
                         "results folder's name)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_eval_arguments(parser)  # blind restoration (dfpir.blind): --classifier, --prompt-matrix
     return parser
 
 
@@ -650,12 +723,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             paper_row=args.paper_row,
             image_dir=out / "images" if cfg.eval.save_images else None,
             name=args.name or out.name, progress=not args.no_progress,
+            classifier=args.classifier, with_prompt_matrix=args.prompt_matrix,
         )
     except (CheckpointError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     paths = write_report(report, out)
     print(report.comparison.markdown(report.name))
+    if report.blind is not None:
+        print("\n" + blind_markdown(report.blind).rstrip())
+    if report.prompt_matrix is not None:
+        print("\nPrompt matrix (PSNR; rows: true degradation, columns: prompt):\n"
+              + report.prompt_matrix.markdown())
     print(f"\nwrote {', '.join(str(p) for p in paths.values())}"
           + (f" and {out / 'images'}/" if cfg.eval.save_images else ""))
     return 0

@@ -1,5 +1,6 @@
 """Restore your own images with a trained model.
 
+    python scripts/restore.py --ckpt dfpir5.ckpt --input photos/ --degradation auto
     python scripts/restore.py --ckpt dfpir5.ckpt --input photos/ --degradation derain
     python scripts/restore.py --ckpt dfpir5.ckpt -i hazy.jpg -o out.png -p "Hazy degradation"
 
@@ -18,7 +19,7 @@ import argparse
 import logging
 import os
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,6 +28,7 @@ import torch
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
+from .blind.cli import AUTO, add_restore_arguments, auto_prompt_chooser
 from .config import ConfigError, ExperimentConfig, apply_override, build_dataclass, load_config
 from .data import DataError, read_image_raw, write_image
 from .data.io import is_image_file
@@ -200,6 +202,7 @@ class RestoreSummary:
 
     written: list[Path] = field(default_factory=list)
     failed: list[tuple[Path, str]] = field(default_factory=list)
+    skipped: list[Path] = field(default_factory=list)  # blind: unsure, --if-unsure stop
 
 
 def restore_files(
@@ -214,9 +217,12 @@ def restore_files(
     amp: str | None = None,
     compare: bool = False,
     progress: bool = True,
+    choose_prompt: Callable[[Path, PreparedImage], torch.Tensor | None] | None = None,
 ) -> RestoreSummary:
     """Restore each input into its output path; failures are logged and collected, never
-    stop the others. ``compare`` also writes ``<output stem>_side_by_side.png``."""
+    stop the others. ``compare`` also writes ``<output stem>_side_by_side.png``.
+    ``choose_prompt`` (blind restoration) gives each image its own prompt instead of
+    ``prompt``; when it returns ``None`` the image is skipped."""
     summary = RestoreSummary()
     bar = tqdm(list(zip(inputs, outputs, strict=True)), desc="restoring", unit="img",
                disable=not progress or len(inputs) < 2, file=sys.stderr, dynamic_ncols=True)
@@ -226,8 +232,14 @@ def restore_files(
                 prepared = prepare_image(read_image_raw(source))
                 for note in prepared.notes:
                     logger.info("%s: %s", source.name, note)
+                image_prompt = prompt
+                if choose_prompt is not None:
+                    image_prompt = choose_prompt(source, prepared)
+                    if image_prompt is None:
+                        summary.skipped.append(source)
+                        continue
                 image = torch.from_numpy(prepared.rgb.transpose(2, 0, 1).copy()).to(device)
-                output = restore(model, image, prompt, tile=tile, overlap=overlap, amp=amp)
+                output = restore(model, image, image_prompt, tile=tile, overlap=overlap, amp=amp)
                 rgb = output.cpu().numpy().transpose(1, 2, 0)
                 write_image(target, finish_image(rgb, prepared))
                 summary.written.append(target)
@@ -263,7 +275,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "checkpoint, else the defaults)")
     which = parser.add_mutually_exclusive_group()
     which.add_argument("--degradation", "-d",
-                       help="degradation name: denoise_15, denoise_25, denoise_50, derain, "
+                       help="auto (the classifier stored with the model picks it per image), "
+                       "or a degradation name: denoise_15, denoise_25, denoise_50, derain, "
                        "dehaze, deblur, lowlight")
     which.add_argument("--prompt", "-p", help="free prompt text, e.g. \"Rain degradation with "
                        "rain lines\"")
@@ -279,12 +292,13 @@ def build_parser() -> argparse.ArgumentParser:
                         help="autocast precision (default: eval.amp if the config has it, else "
                         "none)")
     parser.add_argument("--no-progress", action="store_true")
+    add_restore_arguments(parser)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``scripts/restore.py``: 0 when every image was restored, 1 when some failed, 2 for a
-    usage, checkpoint or prompt error."""
+    """``scripts/restore.py``: 0 when every image was restored, 1 when some failed (or, blind,
+    were left unrestored as unsure), 2 for a usage, checkpoint or prompt error."""
     args = build_parser().parse_args(argv)
     setup_cli_logging()
     try:
@@ -305,15 +319,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise CheckpointError(f"{args.ckpt}: {err}") from err
         for note in loaded.notes:
             logger.info("note: %s", note)
-        prompt = None
-        if loaded.config.has_dgpb:
+        prompt, choose = None, None
+        if loaded.config.has_dgpb and args.degradation == AUTO:  # blind: dfpir.blind
+            choose = auto_prompt_chooser(ckpt, args.ckpt, args.classifier, cfg.prompts, device,
+                                         if_unsure=args.if_unsure, threshold=args.threshold)
+        elif loaded.config.has_dgpb:
             if args.degradation is None and args.prompt is None:
-                raise PromptError("this model needs a prompt: give --degradation NAME or "
-                                  "--prompt TEXT")
+                raise PromptError("this model needs a prompt: give --degradation NAME (or "
+                                  "auto) or --prompt TEXT")
             prompt, sentence = prompt_embedding(cfg, args.degradation, args.prompt, device)
             logger.info("prompt: %r (%s encoder)", sentence, cfg.prompts.encoder)
         else:
-            if args.degradation is not None:
+            if args.degradation is not None and args.degradation != AUTO:
                 get_degradation(args.degradation)
             if args.degradation or args.prompt:
                 logger.info("note: the Restormer baseline takes no prompt; ignoring it")
@@ -327,14 +344,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     summary = restore_files(
         loaded.model, prompt, inputs, outputs, device=device, tile=tile, overlap=overlap,
         amp=None if amp == "none" else amp, compare=args.side_by_side,
-        progress=not args.no_progress,
+        progress=not args.no_progress, choose_prompt=choose,
     )
-    done = len(inputs) - len(summary.failed)
+    done = len(inputs) - len(summary.failed) - len(summary.skipped)
     where = outputs[0] if single and done else out
     print(f"restored {done} of {len(inputs)} image(s) into {where}")
+    if summary.skipped:
+        print(f"{len(summary.skipped)} not restored (unsure, --if-unsure stop): "
+              + ", ".join(str(p) for p in summary.skipped), file=sys.stderr)
     if summary.failed:
         print(f"{len(summary.failed)} failed:", file=sys.stderr)
         for path, reason in summary.failed:
             print(f"  {path}: {reason}", file=sys.stderr)
         return 1
-    return 0
+    return 1 if summary.skipped else 0
