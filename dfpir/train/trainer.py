@@ -340,13 +340,17 @@ class Trainer:
 
     def _train_classifier(self) -> None:
         """Train the degradation classifier (``classifier:`` section; ours, off by default) on
-        the training mix and add it to the last stage's checkpoint and 'latest'."""
+        the training mix and add it to the last stage's checkpoint, 'latest' and 'best'."""
         if self.ctx.is_main:
             from ..blind import train_classifier
 
             self.classifier_state = train_classifier(self.cfg).to_state()
             stages = self.cfg.train.stages
             self.save("latest", f"stage{len(stages)}_{stages[-1].name}")
+            best = self.ckpt_dir / "best.pt"
+            if best.is_file():  # an earlier validation's best weights get it too
+                atomic_save({**load_training_state(best), "classifier": self.classifier_state},
+                            best)
         self.ctx.barrier()
 
     # ------------------------------------------------------------------ validation
