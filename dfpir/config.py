@@ -17,6 +17,7 @@ from typing import Annotated, Any, Literal
 
 import yaml
 
+from .blind.config import ClassifierConfig
 from .data.config import DataConfig
 from .errors import ConfigError
 from .models import DFPIRConfig
@@ -127,6 +128,7 @@ class ExperimentConfig:
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    classifier: ClassifierConfig = field(default_factory=ClassifierConfig)  # ours, off by default
 
 
 # ------------------------------------------------------------------ reading and merging

@@ -29,11 +29,14 @@ from pathlib import Path
 
 import torch
 
+from .blind.evaluation import BlindReport, PromptMatrix, evaluate_blind, prompt_matrix
 from .config import ConfigError, ExperimentConfig
 from .data import build_test_datasets
+from .data.tasks import TASKS
 from .eval_loop import ImageResult, SetResult, evaluate_set
 from .inference import resolve_device
 from .loading import LoadedModel, load_model, select_model_config, stored_model_config
+from .models.checkpoint import read_checkpoint
 from .prompts import PromptBank, build_encoder
 from .report import EvalReport, report_dict, write_report
 from .tables import (
@@ -80,6 +83,8 @@ def evaluate(
     name: str = "",
     progress: bool = True,
     loaded: LoadedModel | None = None,
+    classifier: str | os.PathLike | None = None,
+    with_prompt_matrix: bool = False,
 ) -> EvalReport:
     """Evaluate ``checkpoint`` on the test sets of ``cfg`` (``cfg.eval`` gives tile, overlap,
     quantize and device; ``image_dir`` receives the restored images when given).
@@ -88,7 +93,10 @@ def evaluate(
     are re-applied on top of a config stored in the checkpoint. ``paper_table``: "auto", a key
     of ``PAPER_LAYOUTS`` or "none"; ``paper_row``: "auto" (DFPIR, or Restormer for the baseline)
     or a row of that table. ``loaded``: the model ``dfpir.loading.load_experiment`` built
-    (what the command line passes); without it the checkpoint is read here.
+    (what the command line passes); without it the checkpoint is read here. Blind
+    restoration (ours): with a degradation classifier in the checkpoint (or in the file
+    ``classifier``) the report also has its accuracy, confusion and the blind scores;
+    ``with_prompt_matrix`` restores every set with every prompt as well.
     """
     device = resolve_device(cfg.eval.device)
     if loaded is None:
@@ -110,10 +118,13 @@ def evaluate(
             paper_scores(table, row)
         except KeyError as err:
             raise ConfigError(err.args[0]) from None
-    bank = None
+    bank, clf = None, None
     if loaded.config.has_dgpb:
+        clf = _blind_classifier(checkpoint, classifier)
         encoder = build_encoder(cfg.prompts, device=device)
         tasks = list(dict.fromkeys(d.task for d in datasets.values()))
+        if clf is not None or with_prompt_matrix:
+            tasks = _matrix_prompts(cfg, tasks, clf)
         bank = PromptBank(encoder, tasks, cfg.prompts.style)
         if bank.embeddings.shape[-1] != loaded.config.prompt_dim:
             raise ConfigError(f"the prompt encoder gives {bank.embeddings.shape[-1]}-d "
@@ -128,6 +139,8 @@ def evaluate(
             num_workers=cfg.data.num_workers, progress=progress,
         ))
     comparison = results_table({s.name: (s.psnr, s.ssim) for s in sets}, table, row)
+    blind, matrix = _blind_extras(loaded.model, datasets, sets, bank, clf, with_prompt_matrix,
+                                  cfg, device, amp, max_images)
     options = {
         "tile": cfg.eval.tile,
         "tile_overlap": cfg.eval.tile_overlap,
@@ -152,7 +165,50 @@ def evaluate(
         sets=sets,
         comparison=comparison,
         notes=list(loaded.notes),
+        blind=blind,
+        prompt_matrix=matrix,
     )
+
+
+def _blind_classifier(checkpoint: str | os.PathLike, classifier: str | os.PathLike | None):
+    """The degradation classifier for the blind row: the file given, else the checkpoint's."""
+    from .blind import classifier_from_checkpoint, load_classifier
+
+    if classifier is not None:
+        return load_classifier({}, None, classifier)
+    return classifier_from_checkpoint(read_checkpoint(checkpoint), str(checkpoint))
+
+
+def _matrix_prompts(cfg: ExperimentConfig, test_tasks: list[str], clf) -> list[str]:
+    """Every prompt the model knows: the config's training tasks, the test sets' and the
+    classifier's classes, in the registry's order."""
+    tasks = set(test_tasks) | {t.task for t in cfg.data.train_tasks}
+    if cfg.data.builtin.enabled:
+        tasks |= set(cfg.data.builtin.tasks)
+    if clf is not None:
+        tasks |= set(clf.classes)
+    return [t for t in TASKS if t in tasks]
+
+
+def _blind_extras(model, datasets, sets, bank, clf, with_matrix, cfg, device, amp, max_images
+                  ) -> tuple[BlindReport | None, PromptMatrix | None]:
+    if bank is None:
+        if with_matrix:
+            logger.info("note: the Restormer baseline takes no prompt; no prompt matrix")
+        return None, None
+    kwargs = dict(device=device, tile=cfg.eval.tile, overlap=cfg.eval.tile_overlap,
+                  quantize=cfg.eval.quantize, amp=amp, max_images=max_images)
+    prompt_of = lambda task: _prompt_for(bank, task, device)  # noqa: E731
+    blind = None
+    if clf is not None:
+        oracle = {s.name: [(r.psnr, r.ssim) for r in s.images] for s in sets}
+        blind = evaluate_blind(model, clf, datasets, oracle, prompt_of, **kwargs)
+        logger.info("classifier accuracy %.1f%% (%d/%d images)", 100 * blind.accuracy,
+                    blind.correct, blind.total)
+    matrix = None
+    if with_matrix:
+        matrix = prompt_matrix(model, datasets, bank.names, prompt_of, **kwargs)
+    return blind, matrix
 
 
 def _paper_table(choice: str, names: list[str], train_tasks: list[str]) -> str | None:

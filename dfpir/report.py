@@ -15,6 +15,13 @@ from pathlib import Path
 
 import torch
 
+from .blind.evaluation import (
+    BlindReport,
+    PromptMatrix,
+    blind_markdown,
+    write_blind_files,
+    write_prompt_matrix,
+)
 from .eval_loop import SetResult
 from .models import DFPIRConfig
 from .tables import (
@@ -44,6 +51,8 @@ class EvalReport:
     sets: list[SetResult]
     comparison: ComparisonTable
     notes: list[str] = field(default_factory=list)
+    blind: BlindReport | None = None  # with a degradation classifier (dfpir.blind)
+    prompt_matrix: PromptMatrix | None = None  # with prompt_matrix=True
 
 
 
@@ -106,6 +115,7 @@ def report_dict(report: EvalReport) -> dict:
             "diff": _diff(average, paper_avg),
         },
         "notes": report.notes,
+        **({"blind": report.blind.to_dict()} if report.blind is not None else {}),
         "versions": {"torch": torch.__version__, "python": sys.version.split()[0]},
         "date": datetime.datetime.now().isoformat(timespec="seconds"),
     }
@@ -148,6 +158,8 @@ def _markdown(report: EvalReport) -> str:
     lines.append(markdown_table(
         ["Test set", "Task", "Images", "PSNR", "SSIM", f"{comp.paper_row} (paper)",
          "Difference", "s/image"], rows))
+    if report.blind is not None:
+        lines += ["", blind_markdown(report.blind).rstrip()]
     if comp.table:
         lines += ["", f"## The paper's {comp.table.split('_')[0].replace('table', 'Table ')}, "
                   "every method (for reference)", "", paper_reference_table(comp.table)]
@@ -182,6 +194,10 @@ def write_report(report: EvalReport, out_dir: str | os.PathLike) -> dict[str, Pa
             for r in s.images:
                 writer.writerow([s.name, s.task, r.image, _fmt(r.psnr, 4), _fmt(r.ssim, 5),
                                  f"{r.seconds:.4f}"])
+    if report.blind is not None:
+        paths.update(write_blind_files(report.blind, out))
+    if report.prompt_matrix is not None:
+        paths.update(write_prompt_matrix(report.prompt_matrix, out, report.name))
     return paths
 
 

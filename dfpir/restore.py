@@ -1,5 +1,6 @@
 """Restore your own images with a trained model.
 
+    python scripts/restore.py --ckpt dfpir5.ckpt --input photos/ --degradation auto
     python scripts/restore.py --ckpt dfpir5.ckpt --input photos/ --degradation derain
     python scripts/restore.py --ckpt dfpir5.ckpt -i hazy.jpg -o out.png -p "Hazy degradation"
 
@@ -17,7 +18,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -192,6 +193,7 @@ class RestoreSummary:
 
     written: list[Path] = field(default_factory=list)
     failed: list[tuple[Path, str]] = field(default_factory=list)
+    skipped: list[Path] = field(default_factory=list)  # blind: unsure, --if-unsure stop
 
 
 def restore_files(
@@ -206,9 +208,12 @@ def restore_files(
     amp: str | None = None,
     compare: bool = False,
     progress: bool = True,
+    choose_prompt: Callable[[Path, PreparedImage], torch.Tensor | None] | None = None,
 ) -> RestoreSummary:
     """Restore each input into its output path; failures are logged and collected, never
-    stop the others. ``compare`` also writes ``<output stem>_side_by_side.png``."""
+    stop the others. ``compare`` also writes ``<output stem>_side_by_side.png``.
+    ``choose_prompt`` (blind restoration) gives each image its own prompt instead of
+    ``prompt``; when it returns ``None`` the image is skipped."""
     summary = RestoreSummary()
     bar = tqdm(list(zip(inputs, outputs, strict=True)), desc="restoring", unit="img",
                disable=not progress or len(inputs) < 2, file=sys.stderr, dynamic_ncols=True)
@@ -218,8 +223,14 @@ def restore_files(
                 prepared = prepare_image(read_image_raw(source))
                 for note in prepared.notes:
                     logger.info("%s: %s", source.name, note)
+                image_prompt = prompt
+                if choose_prompt is not None:
+                    image_prompt = choose_prompt(source, prepared)
+                    if image_prompt is None:
+                        summary.skipped.append(source)
+                        continue
                 image = torch.from_numpy(prepared.rgb.transpose(2, 0, 1).copy()).to(device)
-                output = restore(model, image, prompt, tile=tile, overlap=overlap, amp=amp)
+                output = restore(model, image, image_prompt, tile=tile, overlap=overlap, amp=amp)
                 rgb = output.cpu().numpy().transpose(1, 2, 0)
                 write_image(target, finish_image(rgb, prepared))
                 summary.written.append(target)

@@ -31,6 +31,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "export": ("export", "export a training checkpoint (release layout, safetensors)"),
     "rank": ("rank", "rank evaluation folders into the paper's Table 3"),
     "export_prompts": ("export_prompts", "write a prompt embedding table (encoder: file)"),
+    "train_classifier": ("train_classifier", "train the degradation classifier (ours) for "
+                         "--degradation auto"),
     "benchmark_data": ("benchmark_data", "training-crop throughput with and without the cache"),
 }
 

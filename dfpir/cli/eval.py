@@ -11,6 +11,8 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
+from ..blind.cli import add_eval_arguments
+from ..blind.evaluation import blind_markdown
 from ..evaluate import evaluate
 from ..loading import load_experiment
 from ..report import write_report
@@ -53,6 +55,7 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     parser.add_argument("--name", default="", help="run name in the tables (default: the "
                         "results folder's name)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_eval_arguments(parser)  # blind restoration (dfpir.blind): --classifier, --prompt-matrix
     return parser
 
 
@@ -87,9 +90,15 @@ def run(args: argparse.Namespace) -> int:
         paper_row=args.paper_row,
         image_dir=out / "images" if cfg.eval.save_images else None,
         name=args.name or out.name, progress=not args.no_progress, loaded=loaded,
+        classifier=args.classifier, with_prompt_matrix=args.prompt_matrix,
     )
     paths = write_report(report, out)
     print(report.comparison.markdown(report.name))
+    if report.blind is not None:
+        print("\n" + blind_markdown(report.blind).rstrip())
+    if report.prompt_matrix is not None:
+        print("\nPrompt matrix (PSNR; rows: true degradation, columns: prompt):\n"
+              + report.prompt_matrix.markdown())
     print(f"\nwrote {', '.join(str(p) for p in paths.values())}"
           + (f" and {out / 'images'}/" if cfg.eval.save_images else ""))
     return 0

@@ -12,9 +12,11 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from ..blind.cli import AUTO, add_restore_arguments, auto_prompt_chooser
 from ..data import DataError
 from ..data.tasks import TASKS
 from ..loading import load_experiment
+from ..models.checkpoint import read_checkpoint
 from ..prompts import PromptError, get_degradation
 from ..restore import collect_inputs, output_paths, prompt_embedding, restore_files
 from .common import add_ckpt, add_config, add_device, add_override_arch, run_cli
@@ -37,7 +39,8 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     add_override_arch(parser)
     which = parser.add_mutually_exclusive_group()
     which.add_argument("--degradation", "-d",
-                       help=f"degradation name: {', '.join(TASKS)}")
+                       help="auto (the classifier stored with the model picks it per image), "
+                       f"or a degradation name: {', '.join(TASKS)}")
     which.add_argument("--prompt", "-p", help="free prompt text, e.g. \"Rain degradation with "
                        "rain lines\"")
     add_config(parser, help="experiment YAML (default: the config stored in the checkpoint, "
@@ -52,11 +55,13 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
                         help="autocast precision (default: eval.amp if the config has it, else "
                         "none)")
     parser.add_argument("--no-progress", action="store_true")
+    add_restore_arguments(parser)
     return parser
 
 
 def run(args: argparse.Namespace) -> int:
-    """Restore the inputs: 0 when every image was restored, 1 when some failed."""
+    """Restore the inputs: 0 when every image was restored, 1 when some failed (or, blind,
+    were left unrestored as unsure)."""
     inputs = collect_inputs(args.input)
     single = Path(args.input).is_file()
     outputs = output_paths(inputs, Path(args.out), single)
@@ -71,15 +76,19 @@ def run(args: argparse.Namespace) -> int:
     device = next(loaded.model.parameters()).device
     for note in loaded.notes:
         logger.info("note: %s", note)
-    prompt = None
-    if loaded.config.has_dgpb:
+    prompt, choose = None, None
+    if loaded.config.has_dgpb and args.degradation == AUTO:  # blind: dfpir.blind
+        choose = auto_prompt_chooser(read_checkpoint(args.ckpt), args.ckpt, args.classifier,
+                                     cfg.prompts, device, if_unsure=args.if_unsure,
+                                     threshold=args.threshold)
+    elif loaded.config.has_dgpb:
         if args.degradation is None and args.prompt is None:
-            raise PromptError("this model needs a prompt: give --degradation NAME or "
-                              "--prompt TEXT")
+            raise PromptError("this model needs a prompt: give --degradation NAME (or "
+                              "auto) or --prompt TEXT")
         prompt, sentence = prompt_embedding(cfg, args.degradation, args.prompt, device)
         logger.info("prompt: %r (%s encoder)", sentence, cfg.prompts.encoder)
     else:
-        if args.degradation is not None:
+        if args.degradation is not None and args.degradation != AUTO:
             get_degradation(args.degradation)
         if args.degradation or args.prompt:
             logger.info("note: the Restormer baseline takes no prompt; ignoring it")
@@ -90,17 +99,20 @@ def run(args: argparse.Namespace) -> int:
     summary = restore_files(
         loaded.model, prompt, inputs, outputs, device=device, tile=tile, overlap=overlap,
         amp=None if amp == "none" else amp, compare=args.side_by_side,
-        progress=not args.no_progress,
+        progress=not args.no_progress, choose_prompt=choose,
     )
-    done = len(inputs) - len(summary.failed)
+    done = len(inputs) - len(summary.failed) - len(summary.skipped)
     where = outputs[0] if single and done else out
     print(f"restored {done} of {len(inputs)} image(s) into {where}")
+    if summary.skipped:
+        print(f"{len(summary.skipped)} not restored (unsure, --if-unsure stop): "
+              + ", ".join(str(p) for p in summary.skipped), file=sys.stderr)
     if summary.failed:
         print(f"{len(summary.failed)} failed:", file=sys.stderr)
         for path, reason in summary.failed:
             print(f"  {path}: {reason}", file=sys.stderr)
         return 1
-    return 0
+    return 1 if summary.skipped else 0
 
 
 def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:

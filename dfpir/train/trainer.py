@@ -122,6 +122,7 @@ class Trainer:
             save_config(cfg, self.run_dir / "config.yaml")
         self.optimizer: torch.optim.Optimizer | None = None
         self.scheduler = None
+        self.classifier_state: dict | None = None  # the degradation classifier (ours), once trained
         if resume:
             self._resume()
 
@@ -191,6 +192,7 @@ class Trainer:
             "progress": dataclasses.asdict(self.progress),
             "rng": rng_state(),
             "config": config_to_dict(self.cfg),
+            **({"classifier": self.classifier_state} if self.classifier_state else {}),
         }
 
     def save(self, *names: str) -> None:
@@ -207,6 +209,7 @@ class Trainer:
         self.progress = Progress(**state["progress"])
         self._pending = state  # optimizer and scheduler are rebuilt when their stage starts
         set_rng_state(state["rng"])
+        self.classifier_state = state.get("classifier")
         logger.info("resumed %s at stage %d epoch %d iteration %d", self.run_dir,
                     self.progress.stage, self.progress.epoch, self.progress.iteration)
 
@@ -225,6 +228,8 @@ class Trainer:
                     return {}
                 self.progress.stage, self.progress.epoch, self.progress.iteration = index + 1, 0, 0
                 self.save("latest", f"stage{index + 1}_{self.cfg.train.stages[index].name}")
+            if self.cfg.classifier.enabled and self.classifier_state is None:
+                self._train_classifier()
             results = self.validate(final=True)
             if self.ctx.is_main:
                 export_weights(self.model, self.run_dir / "export")
@@ -353,6 +358,21 @@ class Trainer:
         self.optimizer.step()
         return float(all_reduce_mean(loss.detach(), self.ctx))
 
+    def _train_classifier(self) -> None:
+        """Train the degradation classifier (``classifier:`` section; ours, off by default) on
+        the training mix and add it to the last stage's checkpoint, 'latest' and 'best'."""
+        if self.ctx.is_main:
+            from ..blind import train_classifier
+
+            self.classifier_state = train_classifier(self.cfg).to_state()
+            stages = self.cfg.train.stages
+            self.save("latest", f"stage{len(stages)}_{stages[-1].name}")
+            best = self.ckpt_dir / "best.pt"
+            if best.is_file():  # an earlier validation's best weights get it too
+                atomic_save({**load_training_state(best), "classifier": self.classifier_state},
+                            best)
+        self.ctx.barrier()
+
     # ------------------------------------------------------------------ validation
 
     def validate(self, final: bool = False) -> dict[str, dict[str, float]]:
@@ -361,9 +381,14 @@ class Trainer:
             self.ctx.barrier()
             return {}
         limit = 0 if final else self.cfg.train.val_max_images
+        classifier = None
+        if final and self.classifier_state:
+            from ..blind import DegradationClassifier
+
+            classifier = DegradationClassifier.from_state(self.classifier_state)
         results, samples = validate(self.model, self.test_sets, self.bank, self.ctx.device,
                                     limit, self.cfg.train.sample_images, self.cfg.eval,
-                                    self.input_scores)
+                                    self.input_scores, classifier)
         step = self.progress.global_step
         for name, metrics in results.items():
             for key, value in metrics.items():
@@ -371,6 +396,10 @@ class Trainer:
         for name, image in samples.items():
             self.writer.add_image(f"samples/{name}", image, step)
         mean_psnr = sum(m["psnr"] for m in results.values()) / len(results)
+        if classifier is not None:
+            for key in ("accuracy", "blind_psnr"):
+                value = sum(m[key] for m in results.values()) / len(results)
+                self.writer.add_scalar(f"val/classifier_{key}", value, step)
         self.writer.add_scalar("val/mean_psnr", mean_psnr, step)
         # 'best' compares like with like: the final (all-image) validation only counts when the
         # periodic ones also used every image

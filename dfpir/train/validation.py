@@ -26,6 +26,7 @@ def validate(model: torch.nn.Module, test_sets: dict[str, Dataset], bank: Prompt
              device: torch.device, max_images: int = 0, sample_images: int = 0,
              eval_cfg: EvalConfig | None = None,
              input_scores: dict[tuple[str, int], tuple[float, float]] | None = None,
+             classifier: torch.nn.Module | None = None,
              ) -> tuple[dict[str, dict[str, float]], dict[str, torch.Tensor]]:
     """Mean PSNR/SSIM of the restored images and of the degraded inputs per test set, and a
     (degraded | restored | clean) strip of the first ``sample_images`` images of each set.
@@ -41,14 +42,27 @@ def validate(model: torch.nn.Module, test_sets: dict[str, Dataset], bank: Prompt
     for name, dataset in test_sets.items():
         count = len(dataset) if not max_images else min(max_images, len(dataset))
         sums = dict(psnr=0.0, ssim=0.0, input_psnr=0.0, input_ssim=0.0)
+        if classifier is not None:
+            sums.update(accuracy=0.0, blind_psnr=0.0, blind_ssim=0.0)
         strips = []
         for item in restored_images(model, dataset, lambda task: bank(task, device),
                                     device=device, tile=eval_cfg.tile,
                                     overlap=eval_cfg.tile_overlap, max_images=count):
             i, degraded, clean, out = item.index, item.degraded, item.clean, item.output
+            task = item.task
             restored, target = _hwc(out), _hwc(clean)
-            sums["psnr"] += psnr(restored, target)
-            sums["ssim"] += ssim(restored, target)
+            scores = psnr(restored, target), ssim(restored, target)
+            sums["psnr"] += scores[0]
+            sums["ssim"] += scores[1]
+            if classifier is not None:
+                predicted = classifier.predict(degraded).label
+                sums["accuracy"] += float(predicted == task)
+                if predicted != task:
+                    blind = _hwc(restore(model, degraded.to(device), bank(predicted, device),
+                                         tile=eval_cfg.tile, overlap=eval_cfg.tile_overlap))
+                    scores = psnr(blind, target), ssim(blind, target)
+                sums["blind_psnr"] += scores[0]
+                sums["blind_ssim"] += scores[1]
             if (name, i) not in input_scores:
                 source = _hwc(degraded)
                 input_scores[name, i] = (psnr(source, target), ssim(source, target))
@@ -67,23 +81,33 @@ def validate(model: torch.nn.Module, test_sets: dict[str, Dataset], bank: Prompt
 
 
 def format_results_table(results: dict[str, dict[str, float]]) -> str:
-    """Markdown: per test set, the degraded input's PSNR/SSIM against the restored one's."""
+    """Markdown: per test set, the degraded input's PSNR/SSIM against the restored one's; with
+    a degradation classifier, also its accuracy and the blind PSNR (predicted prompt) beside
+    the restored (true prompt, oracle) one."""
+    blind = bool(results) and all("blind_psnr" in m for m in results.values())
+    extra_head = " classifier accuracy | blind PSNR |" if blind else ""
     lines = [
-        "| test set | input PSNR | restored PSNR | gain (dB) | input SSIM | restored SSIM |",
-        "|---|---|---|---|---|---|",
+        "| test set | input PSNR | restored PSNR | gain (dB) | input SSIM | restored SSIM |"
+        + extra_head,
+        "|---|---|---|---|---|---|" + ("---|---|" if blind else ""),
     ]
+
+    def extra(m: dict[str, float]) -> str:
+        return f" {100 * m['accuracy']:.0f}% | {m['blind_psnr']:.2f} |" if blind else ""
+
     for name, m in results.items():
         lines.append(
             f"| {name} | {m['input_psnr']:.2f} | {m['psnr']:.2f} | "
             f"{m['psnr'] - m['input_psnr']:+.2f} | {m['input_ssim']:.3f} | {m['ssim']:.3f} |"
+            + extra(m)
         )
     if results:
-        mean = {k: float(np.mean([m[k] for m in results.values()]))
-                for k in next(iter(results.values()))}
+        keys = set.intersection(*(set(m) for m in results.values()))
+        mean = {k: float(np.mean([m[k] for m in results.values()])) for k in keys}
         lines.append(
             f"| **mean** | {mean['input_psnr']:.2f} | {mean['psnr']:.2f} | "
             f"{mean['psnr'] - mean['input_psnr']:+.2f} | {mean['input_ssim']:.3f} | "
-            f"{mean['ssim']:.3f} |"
+            f"{mean['ssim']:.3f} |" + extra(mean)
         )
     return "\n".join(lines)
 

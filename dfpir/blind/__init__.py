@@ -1,0 +1,30 @@
+"""Blind restoration (ours, not in the paper): a degradation classifier picks the prompt.
+
+``classifier`` (image statistics + a small MLP, trained on crops of the training mix), ``api``
+(predict, choose, restore), ``evaluation`` (accuracy, confusion, blind vs oracle, prompt matrix).
+See the README, "Restore".
+"""
+
+from .api import BlindChoice, blind_restore, choose_degradation, load_classifier
+from .classifier import (
+    ClassifierError,
+    DegradationClassifier,
+    Prediction,
+    classifier_from_checkpoint,
+    train_classifier,
+)
+from .config import IF_UNSURE, ClassifierConfig
+
+__all__ = [
+    "IF_UNSURE",
+    "BlindChoice",
+    "ClassifierConfig",
+    "ClassifierError",
+    "DegradationClassifier",
+    "Prediction",
+    "blind_restore",
+    "choose_degradation",
+    "classifier_from_checkpoint",
+    "load_classifier",
+    "train_classifier",
+]

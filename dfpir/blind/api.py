@@ -1,0 +1,102 @@
+"""Blind restoration: the classifier picks the prompt, and says when it is unsure.
+
+    clf = load_classifier(ckpt, "ckpt.pt")              # the classifier stored with the model
+    choice = choose_degradation(clf.predict(rgb), if_unsure="restore")
+    print(choice.message)                               # prediction, probability, runner-up
+    if choice.degradation is not None:
+        restored = restore(model, image, bank(choice.degradation)[0])
+
+``blind_restore`` does the three steps for one image.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..inference import restore
+from ..models.checkpoint import read_checkpoint
+from .classifier import (
+    ClassifierError,
+    DegradationClassifier,
+    Prediction,
+    classifier_from_checkpoint,
+)
+from .config import IF_UNSURE
+
+__all__ = ["BlindChoice", "blind_restore", "choose_degradation", "load_classifier"]
+
+
+def load_classifier(checkpoint: Mapping | str | os.PathLike, source: str | None = None,
+                    classifier: str | os.PathLike | None = None) -> DegradationClassifier:
+    """The classifier of a checkpoint (a loaded mapping or a path), or of the separate file
+    ``classifier`` when given. ``ClassifierError`` (one line, with the remedy) when there is
+    none."""
+    if classifier is not None:
+        path = Path(classifier)
+        found = classifier_from_checkpoint(read_checkpoint(path), str(path))
+        if found is None:
+            raise ClassifierError(f"{path} holds no degradation classifier")
+        return found
+    if not isinstance(checkpoint, Mapping):
+        source = source or str(checkpoint)
+        checkpoint = read_checkpoint(checkpoint)
+    source = source or "the checkpoint"
+    found = classifier_from_checkpoint(checkpoint, source)
+    if found is None:
+        raise ClassifierError(
+            f"{source} holds no degradation classifier, which --degradation auto needs; train "
+            f"one with: python scripts/train_classifier.py --config CONFIG.yaml --ckpt {source} "
+            "(or name the degradation with --degradation NAME)")
+    return found
+
+
+@dataclass
+class BlindChoice:
+    """What blind restoration does with one image: the degradation to restore with (``None``:
+    stopped because unsure) and the line that says so."""
+
+    prediction: Prediction
+    degradation: str | None
+    message: str
+
+
+def choose_degradation(prediction: Prediction, if_unsure: str = "restore") -> BlindChoice:
+    """Restore with the top prediction; when it is unsure (probability below its threshold)
+    name the top two and restore with the top one anyway (``"restore"``) or not (``"stop"``)."""
+    if if_unsure not in IF_UNSURE:
+        raise ValueError(f"if_unsure must be one of {IF_UNSURE}, got {if_unsure!r}")
+    p = prediction
+    if not p.unsure:
+        return BlindChoice(p, p.label, f"predicted {p.describe()}")
+    top_two = (f"{p.label} (p={p.probability:.2f}) or {p.runner_up} "
+               f"(p={p.runner_up_probability:.2f})")
+    if if_unsure == "restore":
+        return BlindChoice(p, p.label, f"unsure (below {p.threshold:.2f}): {top_two}; restoring "
+                                       f"with {p.label}")
+    return BlindChoice(p, None, f"unsure (below {p.threshold:.2f}): {top_two}; not restored "
+                                f"(--if-unsure stop): name it with --degradation NAME")
+
+
+def blind_restore(model: torch.nn.Module, classifier: DegradationClassifier,
+                  image: torch.Tensor | np.ndarray, prompt_of: Callable[[str], torch.Tensor],
+                  *, if_unsure: str = "restore", threshold: float | None = None,
+                  tile: int = 0, overlap: int = 32, amp: str | None = None
+                  ) -> tuple[torch.Tensor | None, BlindChoice]:
+    """Classify one image (3xHxW tensor or HxWx3 array in [0, 1]), choose its prompt and
+    restore it: (restored 3xHxW or ``None`` when stopped, the choice). ``prompt_of`` maps a
+    degradation name to its embedding (e.g. ``lambda d: bank(d)[0]``)."""
+    if isinstance(image, np.ndarray):
+        image = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))
+    device = next(model.parameters()).device
+    choice = choose_degradation(classifier.predict(image, threshold), if_unsure)
+    if choice.degradation is None:
+        return None, choice
+    out = restore(model, image.to(device), prompt_of(choice.degradation), tile=tile,
+                  overlap=overlap, amp=amp)
+    return out, choice

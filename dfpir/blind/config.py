@@ -1,0 +1,51 @@
+"""The ``classifier:`` section of an experiment config (ours; not in the paper).
+
+Kept free of heavy imports so ``dfpir.config`` can include it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+__all__ = ["ClassifierConfig", "IF_UNSURE"]
+
+#: What ``--degradation auto`` does with an image whose top probability is below the threshold.
+IF_UNSURE: tuple[str, ...] = ("restore", "stop")
+
+
+@dataclass
+class ClassifierConfig:
+    """The degradation classifier for blind restoration (``--degradation auto``).
+
+    Off by default: the paper's training is unchanged. With ``enabled: true``, ``scripts/train.py``
+    trains it after the restoration network, on crops of the same training mix (labels are the
+    tasks), and stores it in the run's checkpoints; ``scripts/train_classifier.py`` trains it for
+    any existing checkpoint.
+    """
+
+    enabled: bool = False
+    tasks: list[str] = field(default_factory=list)  # classes ([] = the config's training tasks)
+    crop: int = 96  # crop side (pixels) the statistics are computed on, at full resolution
+    samples_per_task: int = 400  # training crops per task
+    hidden: int = 64  # width of the two hidden layers of the MLP
+    steps: int = 600  # full-batch Adam steps
+    lr: float = 0.01
+    weight_decay: float = 1.0e-4
+    label_smoothing: float = 0.1  # keeps the crop probabilities from saturating
+    max_crops: int = 24  # crops per image at prediction (their probabilities are averaged)
+    threshold: float = 0.6  # below this top probability a prediction is "unsure"
+    if_unsure: str = "restore"  # restore (with the top guess, saying so) | stop
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.crop < 16:
+            raise ValueError(f"classifier.crop must be >= 16, got {self.crop}")
+        if self.samples_per_task < 1 or self.steps < 1 or self.hidden < 1:
+            raise ValueError("classifier.samples_per_task, steps and hidden must be >= 1")
+        if not 0.0 <= self.threshold <= 1.0:
+            raise ValueError(f"classifier.threshold must be in [0, 1], got {self.threshold}")
+        if self.if_unsure not in IF_UNSURE:
+            raise ValueError(f"classifier.if_unsure must be one of {IF_UNSURE}, "
+                             f"got {self.if_unsure!r}")
+        if self.max_crops < 1:
+            raise ValueError(f"classifier.max_crops must be >= 1, got {self.max_crops}")
