@@ -18,7 +18,7 @@ import argparse
 import logging
 import os
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -44,8 +44,11 @@ __all__ = [
     "output_paths",
     "prepare_image",
     "prompt_embedding",
+    "add_onnx_args",
     "restore_config",
     "restore_files",
+    "restore_paths",
+    "restore_with_onnx",
     "side_by_side",
 ]
 
@@ -217,6 +220,25 @@ def restore_files(
 ) -> RestoreSummary:
     """Restore each input into its output path; failures are logged and collected, never
     stop the others. ``compare`` also writes ``<output stem>_side_by_side.png``."""
+
+    def run(rgb: np.ndarray) -> np.ndarray:
+        image = torch.from_numpy(rgb.transpose(2, 0, 1).copy()).to(device)
+        output = restore(model, image, prompt, tile=tile, overlap=overlap, amp=amp)
+        return output.cpu().numpy().transpose(1, 2, 0)
+
+    return restore_paths(run, inputs, outputs, compare=compare, progress=progress)
+
+
+def restore_paths(
+    run: Callable[[np.ndarray], np.ndarray],
+    inputs: Sequence[Path],
+    outputs: Sequence[Path],
+    *,
+    compare: bool = False,
+    progress: bool = True,
+) -> RestoreSummary:
+    """``restore_files`` for any restorer ``run`` (float HxWx3 in [0, 1] -> the same): reads
+    each input, converts it (``prepare_image``), restores and writes it back in its format."""
     summary = RestoreSummary()
     bar = tqdm(list(zip(inputs, outputs, strict=True)), desc="restoring", unit="img",
                disable=not progress or len(inputs) < 2, file=sys.stderr, dynamic_ncols=True)
@@ -226,9 +248,7 @@ def restore_files(
                 prepared = prepare_image(read_image_raw(source))
                 for note in prepared.notes:
                     logger.info("%s: %s", source.name, note)
-                image = torch.from_numpy(prepared.rgb.transpose(2, 0, 1).copy()).to(device)
-                output = restore(model, image, prompt, tile=tile, overlap=overlap, amp=amp)
-                rgb = output.cpu().numpy().transpose(1, 2, 0)
+                rgb = run(prepared.rgb)
                 write_image(target, finish_image(rgb, prepared))
                 summary.written.append(target)
                 if compare:
@@ -258,7 +278,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--input", "-i", required=True, help="an image file or a folder")
     parser.add_argument("--out", "-o", default="restored",
                         help="output folder (or, for one input, a .png file); default: restored/")
-    parser.add_argument("--ckpt", required=True, help="checkpoint: ours or a released one")
+    parser.add_argument("--ckpt", help="checkpoint: ours or a released one (or give --onnx)")
     parser.add_argument("--config", help="experiment YAML (default: the config stored in the "
                         "checkpoint, else the defaults)")
     which = parser.add_mutually_exclusive_group()
@@ -279,7 +299,58 @@ def build_parser() -> argparse.ArgumentParser:
                         help="autocast precision (default: eval.amp if the config has it, else "
                         "none)")
     parser.add_argument("--no-progress", action="store_true")
+    add_onnx_args(parser)
     return parser
+
+
+def add_onnx_args(parser: argparse.ArgumentParser) -> None:
+    """``--onnx FILE`` (a per-task export, run by onnxruntime instead of --ckpt) and
+    ``--threads``."""
+    parser.add_argument("--onnx", metavar="FILE", help="a per-task ONNX export "
+                        "(scripts/export.py --onnx) to run with onnxruntime instead of --ckpt; "
+                        "needs no torch model and no CLIP weights")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="onnxruntime CPU threads (with --onnx; default: all cores)")
+
+
+def restore_with_onnx(args: argparse.Namespace) -> int:
+    """``scripts/restore.py --onnx FILE``: like ``main`` but with ``dfpir.onnx_runtime``.
+    --degradation/--prompt, when given, must be the exported task or sentence."""
+    from .onnx_runtime import OnnxModelError, OnnxRestorer
+
+    try:
+        if args.ckpt:
+            raise ValueError("give either --ckpt or --onnx, not both")
+        inputs = collect_inputs(args.input)
+        single = Path(args.input).is_file()
+        outputs = output_paths(inputs, Path(args.out), single)
+        if any(q.exists() and q.resolve() == p.resolve()
+               for p, q in zip(inputs, outputs, strict=True)):
+            raise DataError("the output would overwrite an input; choose another --out folder")
+        runner = OnnxRestorer(args.onnx, threads=args.threads)
+        if args.degradation is not None and args.degradation != runner.task:
+            raise PromptError(f"{args.onnx} was exported for {runner.task!r} "
+                              f"({runner.sentence!r}), not {args.degradation!r}; export that "
+                              "task with scripts/export.py --task")
+        if args.prompt is not None and args.prompt.strip() != runner.sentence:
+            raise PromptError(f"{args.onnx} was exported for the prompt {runner.sentence!r}")
+    except (OnnxModelError, PromptError, DataError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    logger.info("onnx: %s, task %r, prompt %r", args.onnx, runner.task, runner.sentence)
+    tile, overlap = args.tile or 0, 32 if args.tile_overlap is None else args.tile_overlap
+
+    def run(rgb: np.ndarray) -> np.ndarray:
+        return runner.restore(rgb, tile=tile, overlap=overlap)
+
+    summary = restore_paths(run, inputs, outputs, compare=args.side_by_side,
+                            progress=not args.no_progress)
+    done = len(inputs) - len(summary.failed)
+    print(f"restored {done} of {len(inputs)} image(s) into "
+          f"{outputs[0] if single and done else args.out}")
+    for path, reason in summary.failed:
+        print(f"  failed: {path}: {reason}", file=sys.stderr)
+    return 1 if summary.failed else 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -287,6 +358,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     usage, checkpoint or prompt error."""
     args = build_parser().parse_args(argv)
     setup_cli_logging()
+    if args.onnx:
+        return restore_with_onnx(args)
+    if not args.ckpt:
+        print("error: give --ckpt CHECKPOINT (or --onnx FILE, a per-task export)", file=sys.stderr)
+        return 2
     try:
         inputs = collect_inputs(args.input)
         single = Path(args.input).is_file()
