@@ -1,0 +1,73 @@
+"""Time onnxruntime against PyTorch (CPU) on the full-size DFPIR folded for one task.
+
+    python scripts/benchmark_onnx.py --threads 2 --repeats 3 --sizes 128x128 1280x720
+
+Random weights (timing does not depend on them), the hashed prompt for derain folded in.
+The two runtimes are timed in turn, ``--repeats`` times per size, and the medians reported.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from dfpir.models import DFPIR, DFPIRConfig
+from dfpir.onnx_export import TaskModel, export_onnx, fold_prompt
+from dfpir.onnx_runtime import OnnxRestorer
+from dfpir.prompts import HashedEncoder, prompt_sentence
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--sizes", nargs="+", default=["128x128", "1280x720"], help="WxH")
+    parser.add_argument("--warmup", type=int, default=1, help="untimed runs of each first")
+    parser.add_argument("--onnx", help="reuse (or write) this ONNX file")
+    args = parser.parse_args(argv)
+    torch.manual_seed(0)
+    torch.set_num_threads(args.threads)
+    model = DFPIR(DFPIRConfig()).eval()
+    prompt = HashedEncoder().encode([prompt_sentence("derain")])[0]
+    path = Path(args.onnx or Path(tempfile.mkdtemp()) / "derain.onnx")
+    if not path.exists():
+        start = time.perf_counter()
+        export_onnx(TaskModel(fold_prompt(model, prompt), {"format": "dfpir-task-v1",
+                                                           "task": "derain"}), path)
+        print(f"export: {time.perf_counter() - start:.1f} s, {path.stat().st_size / 2**20:.1f} MiB")
+    runner = OnnxRestorer(path, threads=args.threads)
+    print(f"threads {args.threads}, repeats {args.repeats}, torch {torch.__version__}")
+    for size in args.sizes:
+        width, height = (int(v) for v in size.split("x"))
+        x = torch.rand(1, 3, height, width)
+        times: dict[str, list[float]] = {"torch": [], "onnxruntime": []}
+        with torch.inference_mode():
+            for _ in range(args.warmup):
+                model(x, prompt)
+                runner.run(x.numpy())
+            for _ in range(args.repeats):
+                start = time.perf_counter()
+                expected = model(x, prompt)
+                times["torch"].append(time.perf_counter() - start)
+                start = time.perf_counter()
+                got = runner.run(x.numpy())
+                times["onnxruntime"].append(time.perf_counter() - start)
+        diff = float(np.abs(got - expected.numpy()).max())
+        row = {k: statistics.median(v) for k, v in times.items()}
+        print(f"{width}x{height}: torch {row['torch']:.3f} s, onnxruntime "
+              f"{row['onnxruntime']:.3f} s (median of {args.repeats}; all: "
+              f"{[round(t, 3) for t in times['torch']]} / "
+              f"{[round(t, 3) for t in times['onnxruntime']]}), max abs diff {diff:.1e}",
+              flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
