@@ -242,7 +242,7 @@ def restore_uploads(bundle: ModelBundle, paths: Sequence[str | os.PathLike], cho
             target = out_dir / f"{path.stem}_restored.png"
             write_image(target, result.output)
         except (DataError, OSError, ValueError) as err:
-            reason = str(err).replace(f"'{path}'", "it").replace(str(path), "it")
+            reason = str(err).replace(str(path), path.name)
             messages.append(f"**{path.name}**: not restored: {reason}")
             continue
         except torch.cuda.OutOfMemoryError:
