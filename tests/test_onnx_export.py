@@ -182,3 +182,16 @@ def test_onnx_runner_rejects_other_files(tmp_path):
         OnnxRestorer(bad)
     with pytest.raises(OnnxModelError, match="does not exist"):
         OnnxRestorer(tmp_path / "none.onnx")
+
+
+def test_app_bundle_runs_onnx(exported, tmp_path):
+    from dfpir.app import degradation_choices, load_bundle, restore_uploads
+
+    _, onnx_path = exported
+    bundle = load_bundle(onnx=onnx_path, tile=32, overlap=8, threads=1)
+    assert degradation_choices(bundle) == ["derain"]
+    write_image(tmp_path / "a.png", np.random.default_rng(2).integers(0, 256, (40, 50, 3),
+                                                                      dtype=np.uint8))
+    results, written, messages = restore_uploads(bundle, [tmp_path / "a.png"], "derain",
+                                                 tmp_path / "out")
+    assert read_image_raw(written[0]).shape == (40, 50, 3) and "restored" in messages[0]
