@@ -1,5 +1,8 @@
-"""Export a training checkpoint: the release's DFPIR checkpoint layout and safetensors, or one
-degradation with its prompt folded in (ONNX / safetensors, no CLIP needed to run it).
+"""Export a checkpoint: release layout + safetensors, or one task with its prompt folded in.
+
+--out FOLDER writes the release's DFPIR checkpoint layout and safetensors; --task NAME with
+--onnx FILE and/or --safetensors FILE writes one degradation with its prompt folded into the
+weights (no CLIP needed to run it).
 
     python scripts/export.py --ckpt runs/five_task/checkpoints/best.pt --out runs/five_task/export_best
     python scripts/export.py --ckpt runs/demo/checkpoints/latest.pt --task derain --onnx derain.onnx
