@@ -45,6 +45,7 @@ __all__ = [
     "prompt_embedding",
     "restore_config",
     "restore_files",
+    "restore_paths",
     "side_by_side",
 ]
 
@@ -214,6 +215,31 @@ def restore_files(
     stop the others. ``compare`` also writes ``<output stem>_side_by_side.png``.
     ``choose_prompt`` (blind restoration) gives each image its own prompt instead of
     ``prompt``; when it returns ``None`` the image is skipped."""
+
+    def run(source: Path, prepared: PreparedImage) -> np.ndarray | None:
+        image_prompt = prompt
+        if choose_prompt is not None:
+            image_prompt = choose_prompt(source, prepared)
+            if image_prompt is None:
+                return None
+        image = torch.from_numpy(prepared.rgb.transpose(2, 0, 1).copy()).to(device)
+        output = restore(model, image, image_prompt, tile=tile, overlap=overlap, amp=amp)
+        return output.cpu().numpy().transpose(1, 2, 0)
+
+    return restore_paths(run, inputs, outputs, compare=compare, progress=progress)
+
+
+def restore_paths(
+    run: Callable[[Path, PreparedImage], np.ndarray | None],
+    inputs: Sequence[Path],
+    outputs: Sequence[Path],
+    *,
+    compare: bool = False,
+    progress: bool = True,
+) -> RestoreSummary:
+    """``restore_files`` for any restorer ``run`` ((input path, prepared image) -> float HxWx3
+    in [0, 1], or ``None`` to skip the image): reads each input, converts it
+    (``prepare_image``), restores and writes it back in its format."""
     summary = RestoreSummary()
     bar = tqdm(list(zip(inputs, outputs, strict=True)), desc="restoring", unit="img",
                disable=not progress or len(inputs) < 2, file=sys.stderr, dynamic_ncols=True)
@@ -223,15 +249,10 @@ def restore_files(
                 prepared = prepare_image(read_image_raw(source))
                 for note in prepared.notes:
                     logger.info("%s: %s", source.name, note)
-                image_prompt = prompt
-                if choose_prompt is not None:
-                    image_prompt = choose_prompt(source, prepared)
-                    if image_prompt is None:
-                        summary.skipped.append(source)
-                        continue
-                image = torch.from_numpy(prepared.rgb.transpose(2, 0, 1).copy()).to(device)
-                output = restore(model, image, image_prompt, tile=tile, overlap=overlap, amp=amp)
-                rgb = output.cpu().numpy().transpose(1, 2, 0)
+                rgb = run(source, prepared)
+                if rgb is None:
+                    summary.skipped.append(source)
+                    continue
                 write_image(target, finish_image(rgb, prepared))
                 summary.written.append(target)
                 if compare:

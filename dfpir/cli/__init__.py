@@ -33,6 +33,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "export_prompts": ("export_prompts", "write a prompt embedding table (encoder: file)"),
     "train_classifier": ("train_classifier", "train the degradation classifier (ours) for "
                          "--degradation auto"),
+    "app": ("app", "a local web page to restore photos (gradio; the app extra)"),
+    "benchmark_onnx": ("benchmark_onnx", "onnxruntime against PyTorch on the CPU (onnx extra)"),
     "benchmark_data": ("benchmark_data", "training-crop throughput with and without the cache"),
 }
 

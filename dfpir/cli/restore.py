@@ -13,12 +13,19 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ..blind.cli import AUTO, add_restore_arguments, auto_prompt_chooser
+from ..config import ConfigError
 from ..data import DataError
 from ..data.tasks import TASKS
 from ..loading import load_experiment
 from ..models.checkpoint import read_checkpoint
 from ..prompts import PromptError, get_degradation
-from ..restore import collect_inputs, output_paths, prompt_embedding, restore_files
+from ..restore import (
+    collect_inputs,
+    output_paths,
+    prompt_embedding,
+    restore_files,
+    restore_paths,
+)
 from .common import add_ckpt, add_config, add_device, add_override_arch, run_cli
 
 __all__ = ["build_parser", "main", "run"]
@@ -35,7 +42,8 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     parser.add_argument("--input", "-i", required=True, help="an image file or a folder")
     parser.add_argument("--out", "-o", default="restored",
                         help="output folder (or, for one input, a .png file); default: restored/")
-    add_ckpt(parser)
+    add_ckpt(parser, required=False, help="checkpoint: ours, a released DFPIR one or a "
+             "released Restormer one (or give --onnx)")
     add_override_arch(parser)
     which = parser.add_mutually_exclusive_group()
     which.add_argument("--degradation", "-d",
@@ -56,12 +64,22 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
                         "none)")
     parser.add_argument("--no-progress", action="store_true")
     add_restore_arguments(parser)
+    onnx = parser.add_argument_group("a per-task ONNX export instead of --ckpt")
+    onnx.add_argument("--onnx", metavar="FILE", help="a per-task ONNX export (dfpir export "
+                      "--task NAME --onnx FILE) run with onnxruntime: no torch model, no CLIP "
+                      "weights")
+    onnx.add_argument("--threads", type=int, default=None,
+                      help="onnxruntime CPU threads (with --onnx; default: all cores)")
     return parser
 
 
 def run(args: argparse.Namespace) -> int:
     """Restore the inputs: 0 when every image was restored, 1 when some failed (or, blind,
     were left unrestored as unsure)."""
+    if args.onnx and args.ckpt:
+        raise ConfigError("give either --ckpt or --onnx, not both")
+    if not args.onnx and not args.ckpt:
+        raise ConfigError("give --ckpt CHECKPOINT (or --onnx FILE, a per-task export)")
     inputs = collect_inputs(args.input)
     single = Path(args.input).is_file()
     outputs = output_paths(inputs, Path(args.out), single)
@@ -70,6 +88,8 @@ def run(args: argparse.Namespace) -> int:
     if clashes:
         raise DataError(f"the output would overwrite the input {clashes[0]}; choose another "
                         "--out folder")
+    if args.onnx:
+        return _run_onnx(args, inputs, outputs, single)
     loaded = load_experiment(args.ckpt, args.config, args.overrides, args.device,
                              override_arch=args.override_arch)
     cfg = loaded.cfg
@@ -101,9 +121,35 @@ def run(args: argparse.Namespace) -> int:
         amp=None if amp == "none" else amp, compare=args.side_by_side,
         progress=not args.no_progress, choose_prompt=choose,
     )
-    done = len(inputs) - len(summary.failed) - len(summary.skipped)
-    where = outputs[0] if single and done else out
-    print(f"restored {done} of {len(inputs)} image(s) into {where}")
+    return _report(summary, len(inputs), outputs[0] if single else out)
+
+
+def _run_onnx(args: argparse.Namespace, inputs: list[Path], outputs: list[Path],
+              single: bool) -> int:
+    """``--onnx FILE``: the exported task's model in onnxruntime; --degradation/--prompt, when
+    given, must be the exported task or sentence."""
+    from ..onnx_runtime import OnnxRestorer
+
+    runner = OnnxRestorer(args.onnx, threads=args.threads)
+    if args.degradation is not None and args.degradation != runner.task:
+        raise PromptError(f"{args.onnx} was exported for {runner.task!r} ({runner.sentence!r}), "
+                          f"not {args.degradation!r}; export that task with dfpir export --task")
+    if args.prompt is not None and args.prompt.strip() != runner.sentence:
+        raise PromptError(f"{args.onnx} was exported for the prompt {runner.sentence!r}")
+    logger.info("onnx: %s, task %r, prompt %r", args.onnx, runner.task, runner.sentence)
+    tile = args.tile or 0
+    overlap = 32 if args.tile_overlap is None else args.tile_overlap
+    summary = restore_paths(lambda _path, prepared: runner.restore(prepared.rgb, tile=tile,
+                                                                   overlap=overlap),
+                            inputs, outputs, compare=args.side_by_side,
+                            progress=not args.no_progress)
+    return _report(summary, len(inputs), outputs[0] if single else Path(args.out))
+
+
+def _report(summary, count: int, where: Path) -> int:
+    """Print what was restored, skipped and failed; the exit status."""
+    done = count - len(summary.failed) - len(summary.skipped)
+    print(f"restored {done} of {count} image(s) into {where}")
     if summary.skipped:
         print(f"{len(summary.skipped)} not restored (unsure, --if-unsure stop): "
               + ", ".join(str(p) for p in summary.skipped), file=sys.stderr)
