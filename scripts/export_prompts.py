@@ -4,6 +4,9 @@ Run it where the CLIP ViT-B/32 weights are (it never downloads):
 
     python scripts/export_prompts.py --out prompts_clip.pt
     python scripts/export_prompts.py --out prompts_clip.pt --clip-weights /path/to/ViT-B-32.pt
+
+The table records the device, dtype, torch and open_clip versions that made it; the `file`
+encoder prints them when it loads the table.
 """
 
 from __future__ import annotations
@@ -19,19 +22,30 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", required=True, help="the .pt table to write")
     parser.add_argument("--encoder", default="clip", choices=["clip", "hashed"])
     parser.add_argument("--clip-weights", default=None, help="local CLIP ViT-B/32 weights file")
-    parser.add_argument("--precision", default="fp16", choices=["fp16", "fp32"])
+    parser.add_argument("--precision", default="fp16", choices=["fp16", "fp32"],
+                        help="fp16: OpenAI's mixed precision, as the release (default)")
+    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
+                        help="where CLIP runs (auto: a GPU when there is one, as the release)")
     parser.add_argument("--sentence", action="append", default=[],
                         help="extra sentences to include (repeatable)")
     args = parser.parse_args(argv)
     try:
         encoder = build_encoder(PromptConfig(encoder=args.encoder, clip_weights=args.clip_weights,
-                                             clip_precision=args.precision))
+                                             clip_precision=args.precision,
+                                             clip_device=args.device))
     except PromptError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     sentences = all_sentences() + args.sentence
-    save_prompt_table(encoder, sentences, args.out)
+    try:
+        save_prompt_table(encoder, sentences, args.out)
+    except OSError as err:
+        print(f"error: cannot write {args.out}: {err}", file=sys.stderr)
+        return 2
     print(f"wrote {len(sentences)} {encoder.name} embeddings to {args.out}")
+    describe = getattr(encoder, "describe", None)
+    if describe is not None:
+        print("made with: " + ", ".join(f"{k} {v}" for k, v in describe().items()))
     return 0
 
 
