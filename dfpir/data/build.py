@@ -27,15 +27,34 @@ def resolve_path(path: str, data_root: str) -> str:
     return str(Path(data_root).expanduser() / expanded)
 
 
+RELEASE_LIST_PREFIX = "release:"
+RELEASE_LIST_DIR = Path(__file__).resolve().parents[1] / "resources" / "lists"
+
+
+def resolve_list_file(list_file: str, data_root: str) -> str:
+    """A list file's path: ``release:NAME`` is the release's list NAME shipped in
+    ``dfpir/resources/lists/``; anything else goes through ``resolve_path``."""
+    if list_file.startswith(RELEASE_LIST_PREFIX):
+        name = list_file[len(RELEASE_LIST_PREFIX):]
+        path = RELEASE_LIST_DIR / name
+        if not path.is_file():
+            shipped = ", ".join(sorted(p.name for p in RELEASE_LIST_DIR.glob("*.txt")))
+            raise DataError(f"list_file {list_file!r}: no such shipped list; the release's "
+                            f"lists are: {shipped}")
+        return str(path)
+    return resolve_path(list_file, data_root)
+
+
 def task_pairs(task_cfg: TaskDataConfig, data_root: str) -> list[ImagePair]:
     """The training samples one task config points at (raises ``LayoutError`` on problems)."""
     return find_pairs(
         task_cfg.task,
         [resolve_path(root, data_root) for root in task_cfg.roots],
-        list_file=resolve_path(task_cfg.list_file, data_root),
+        list_file=resolve_list_file(task_cfg.list_file, data_root),
         layout=task_cfg.layout,
         degraded_dir=task_cfg.degraded_dir,
         clean_dir=task_cfg.clean_dir,
+        list_missing=task_cfg.list_missing,
     )
 
 
@@ -44,7 +63,7 @@ def test_set_pairs(test_cfg: TestSetConfig, data_root: str) -> list[ImagePair]:
     pairs = find_pairs(
         test_cfg.task,
         [resolve_path(test_cfg.root, data_root)],
-        list_file=resolve_path(test_cfg.list_file, data_root),
+        list_file=resolve_list_file(test_cfg.list_file, data_root),
         layout=test_cfg.layout,
         degraded_dir=test_cfg.degraded_dir,
         clean_dir=test_cfg.clean_dir,
@@ -66,7 +85,8 @@ def build_train_dataset(cfg: DataConfig) -> MixedTrainSet:
         pairs = task_pairs(task_cfg, cfg.data_root)
         cache_dir = resolve_path(cfg.cache_dir, "") if task_cfg.use_cache else ""
         dataset = TaskTrainSet(
-            task_cfg.task, pairs, cfg.patch_size, cfg.small_image_policy, cache_dir
+            task_cfg.task, pairs, cfg.patch_size, cfg.small_image_policy, cache_dir,
+            crop_multiple=cfg.train_crop_multiple,
         )
         parts.append((dataset, task_cfg.repeat))
     if cfg.builtin.enabled and cfg.builtin.use_for_train:
