@@ -25,8 +25,8 @@ from .tasks import noise_sigma, task_family, validate_task
 from .transforms import (
     add_gaussian_noise_uint8,
     augment,
-    crop_to_multiple,
     crop_patch,
+    crop_to_multiple,
     pad_to_size,
     random_augmentation_mode,
     random_crop_origin,
