@@ -11,7 +11,8 @@ from .builtin import BuiltinTestSet, BuiltinTrainSet, load_builtin_image
 from .config import DataConfig, TaskDataConfig, TestSetConfig, validate_data_config
 from .errors import DataError
 from .layouts import ImagePair, find_pairs
-from .testset import PairedTestSet
+from .tasks import task_family
+from .testset import PairedTestSet, release_noise_states
 from .trainset import MixedTrainSet, TaskTrainSet
 
 logger = logging.getLogger(__name__)
@@ -58,8 +59,9 @@ def task_pairs(task_cfg: TaskDataConfig, data_root: str) -> list[ImagePair]:
     )
 
 
-def test_set_pairs(test_cfg: TestSetConfig, data_root: str) -> list[ImagePair]:
-    """The images of one test set config, at most ``max_images`` of them."""
+def test_set_pairs(test_cfg: TestSetConfig, data_root: str, limit: bool = True
+                   ) -> list[ImagePair]:
+    """The images of one test set config, at most ``max_images`` of them (with ``limit``)."""
     pairs = find_pairs(
         test_cfg.task,
         [resolve_path(test_cfg.root, data_root)],
@@ -68,7 +70,7 @@ def test_set_pairs(test_cfg: TestSetConfig, data_root: str) -> list[ImagePair]:
         degraded_dir=test_cfg.degraded_dir,
         clean_dir=test_cfg.clean_dir,
     )
-    return pairs[: test_cfg.max_images] if test_cfg.max_images > 0 else pairs
+    return pairs[: test_cfg.max_images] if test_cfg.max_images > 0 and limit else pairs
 
 
 def build_train_dataset(cfg: DataConfig) -> MixedTrainSet:
@@ -113,9 +115,17 @@ def build_test_datasets(cfg: DataConfig) -> dict[str, Dataset]:
     """
     validate_data_config(cfg)
     sets: dict[str, Dataset] = {}
+    every = {t.name: test_set_pairs(t, cfg.data_root, limit=False) for t in cfg.test_sets}
+    states: dict[str, dict] = {}
+    if cfg.test_noise == "release":  # one stream over the denoising sets, in config order
+        noisy = [t.name for t in cfg.test_sets if task_family(t.task) == "denoise"]
+        states = dict(zip(noisy, release_noise_states([every[n] for n in noisy], cfg.seed)))
     for test_cfg in cfg.test_sets:
-        pairs = test_set_pairs(test_cfg, cfg.data_root)
-        sets[test_cfg.name] = PairedTestSet(test_cfg.name, test_cfg.task, pairs, cfg.seed)
+        pairs = every[test_cfg.name]
+        if test_cfg.max_images > 0:
+            pairs = pairs[: test_cfg.max_images]
+        sets[test_cfg.name] = PairedTestSet(test_cfg.name, test_cfg.task, pairs, cfg.seed,
+                                            noise_states=states.get(test_cfg.name))
     if cfg.builtin.enabled and cfg.builtin.use_for_test:
         for task in cfg.builtin.tasks:
             dataset = BuiltinTestSet(
