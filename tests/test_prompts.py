@@ -225,3 +225,50 @@ def test_prompt_table_records_how_it_was_made(tmp_path, capsys):
     FileEncoder(path)
     line = capsys.readouterr().out
     assert "made on cpu" in line and f"torch {torch.__version__}" in line and "LayerNorms fp32" in line
+
+
+# ------------------------------------------------------------------ prompt sensitivity
+
+
+def test_prompt_sensitivity_counts_moved_channel_positions():
+    from dfpir.analysis import format_sensitivity, prompt_sensitivity
+    from dfpir.models import DFPIR, DFPIRConfig
+
+    torch.manual_seed(0)
+    model = DFPIR(DFPIRConfig(dim=8, num_blocks=[1, 1, 1, 1], num_refinement_blocks=1,
+                              heads=[1, 2, 2, 4])).eval()
+    tasks = ["derain", "dehaze"]
+    prompts = PromptBank(HashedEncoder(), tasks).embeddings
+    rows = prompt_sensitivity(model, prompts, tasks, levels=(0.0, 1.0), trials=3)
+    assert [(r.block, r.task) for r in rows][:2] == [("dgpb_level1", "derain"),
+                                                     ("dgpb_level1", "dehaze")]
+    assert len(rows) == 4 * 2
+    latent = model.dgpbs()["dgpb_latent"]
+    scores = latent.dgm(prompts[1:2])[0].sort(descending=True).values
+    row = next(r for r in rows if r.block == "dgpb_latent" and r.task == "dehaze")
+    assert row.positions == 128
+    assert row.min_gap == pytest.approx(float((scores[:-1] - scores[1:]).min()), rel=1e-5)
+    for r in rows:
+        assert r.changed_max[0.0] == 0  # no noise, no change
+    assert rows[-1].changed_mean[1.0] > 0  # noise as large as the prompt reorders the latent
+    assert "| dgpb_latent | dehaze | 128 |" in format_sensitivity(rows, (0.0, 1.0))
+
+
+def test_check_prompts_script_runs_on_initial_weights(capsys, tmp_path):
+    import importlib.util
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location("check_prompts",
+                                                  root / "scripts" / "check_prompts.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    tiny = ["model.dim=8", "model.num_blocks=[1, 1, 1, 1]", "model.num_refinement_blocks=1",
+            "model.heads=[1, 2, 2, 4]"]
+    args = ["--config", str(root / "configs" / "demo.yaml"), "--trials", "2",
+            "--csv", str(tmp_path / "s.csv")] + [a for s in tiny for a in ("--set", s)]
+    assert module.main(args) == 0
+    out = capsys.readouterr().out
+    assert "initial weights" in out and "| dgpb_latent | lowlight | 128 |" in out
+    assert (tmp_path / "s.csv").read_text().startswith("block,task,positions,min_gap")
+    assert module.main(["--config", str(tmp_path / "missing.yaml")]) == 2
