@@ -244,7 +244,7 @@ def test_prompt_sensitivity_counts_moved_channel_positions():
                                                      ("dgpb_level1", "dehaze")]
     assert len(rows) == 4 * 2
     latent = model.dgpbs()["dgpb_latent"]
-    scores = latent.dgm(prompts[1:2])[0].sort(descending=True).values
+    scores = latent.dgm(prompts)[1].sort(descending=True).values
     row = next(r for r in rows if r.block == "dgpb_latent" and r.task == "dehaze")
     assert row.positions == 128
     assert row.min_gap == pytest.approx(float((scores[:-1] - scores[1:]).min()), rel=1e-5)
