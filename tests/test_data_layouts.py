@@ -303,3 +303,21 @@ def test_prepare_data_check_reports_a_partial_list(tmp_path):
     assert "Traceback" not in out.stdout + out.stderr
     assert "197 of 200 files listed in" in out.stdout and "rainTrain.txt" in out.stdout
     assert "'rainy/rain-103.png'" in out.stdout
+
+
+def test_shipped_configs_read_the_release_lists_and_its_selection_settings():
+    from dfpir.config import load_config
+
+    expected = {"denoise_15": "release:denoise.txt", "derain": "release:rainTrain.txt",
+                "dehaze": "release:hazy_outside.txt"}
+    for name, extra in (("three_task", {}), ("five_task", {
+            "deblur": "release:train_gopro.txt", "lowlight": "release:train_lol.txt"})):
+        cfg = load_config(REPO / "configs" / f"{name}.yaml")
+        lists = {t.task: t.list_file for t in cfg.data.train_tasks}
+        assert {k: lists[k] for k in {**expected, **extra}} == {**expected, **extra}
+        assert all(t.list_missing == "error" for t in cfg.data.train_tasks)
+        assert cfg.data.train_crop_multiple == 16 and cfg.data.test_noise == "seeded"
+        assert cfg.train.select_on_test is False
+    five = load_config(REPO / "configs" / "five_task.yaml").train
+    assert (five.select_every_iters, five.select_tolerance_iters,
+            five.select_tolerance_epochs) == (3000, 1e-5, 1e-3)
