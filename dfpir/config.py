@@ -69,6 +69,7 @@ class StageConfig:
     patch_size: int = 128
     batch_size: int = 5
     max_iters: int = 0  # stop the stage after this many iterations (0 = run all epochs)
+    t_max_epochs: int = 0  # cosine T_max in epochs (0 = this stage's epochs); the release: --epochs
 
 
 def _paper_stages() -> list[StageConfig]:
@@ -101,6 +102,17 @@ class TrainConfig:
     save_every_epochs: int = 1  # epochs between numbered checkpoints
     save_every_iters: int = 1000  # iterations between 'latest' checkpoints
     sample_images: int = 4  # restored samples written to TensorBoard at each validation
+    # stage batch_size: per process (false, as the release under torchrun) or global (true:
+    # split over the processes, so several GPUs run the paper's global batch of 5, then 3)
+    batch_size_is_global: bool = False
+    # The release's checkpoint selection: score the full test sets every select_every_iters
+    # iterations (within an epoch) and every select_every_epochs epochs, and save
+    # checkpoints/test_selected.pt whenever the mean PSNR is above best - tolerance.
+    select_on_test: bool = False
+    select_every_iters: int = 2000  # the release: 2000 (three tasks), 3000 (five); 0 = off
+    select_every_epochs: int = 1  # 0 = off
+    select_tolerance_iters: float = 1e-4  # the release: 1e-4 (three tasks), 1e-5 (five)
+    select_tolerance_epochs: float = 0.01  # the release: 0.01 (three tasks), 0.001 (five)
 
 
 @dataclass

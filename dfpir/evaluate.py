@@ -149,6 +149,7 @@ def evaluate(
         "device": str(device),
         "max_images": max_images,
         "data_seed": cfg.data.seed,
+        "test_noise": cfg.data.test_noise,
         "data_root": cfg.data.data_root,
     }
     prompts = ({"encoder": cfg.prompts.encoder, "style": cfg.prompts.style}

@@ -129,6 +129,7 @@ class FileEncoder:
             self.sentences = list(table["sentences"])
             self.embeddings = table["embeddings"].float()
             self.source = str(table.get("encoder", "unknown"))
+            self.meta = {str(k): str(v) for k, v in dict(table.get("meta") or {}).items()}
         except Exception as err:
             raise PromptError(
                 f"cannot read prompt table {self.path}: {err}. Expected a torch.save'd dict with "
@@ -138,6 +139,17 @@ class FileEncoder:
             raise PromptError(f"prompt table {self.path}: sentence and embedding counts differ")
         self.dim = int(self.embeddings.shape[1])
         self._row = {s: i for i, s in enumerate(self.sentences)}
+        print(f"prompts: table {self.path}: {self.provenance()}", flush=True)
+
+    def provenance(self) -> str:
+        """One line saying how the table's embeddings were made (tables written before this
+        record existed say so)."""
+        if not self.meta:
+            return f"{self.source} embeddings; no record of device, dtype or versions"
+        m = self.meta
+        return (f"{m.get('encoder', self.source)} embeddings made on {m.get('device', '?')} "
+                f"({m.get('device_name', '?')}), {m.get('dtype', m.get('precision', '?'))}, "
+                f"torch {m.get('torch', '?')}, open_clip {m.get('open_clip', '?')}")
 
     def encode(self, sentences: list[str]) -> torch.Tensor:
         missing = [s for s in sentences if s not in self._row]
@@ -190,12 +202,47 @@ _CLIP_HELP = (
 )
 
 
+CLIP_PRECISIONS = ("fp16", "fp32")
+CLIP_DEVICES = ("auto", "cpu", "cuda")
+
+
+def clip_device(choice: str = "auto", preferred: str | torch.device | None = None) -> torch.device:
+    """The device that runs CLIP for ``prompts.clip_device`` (auto | cpu | cuda).
+
+    ``auto`` follows the release, which encodes on the GPU: ``preferred`` when it is a CUDA
+    device, else the first GPU when there is one, else the CPU. ``cuda`` without a GPU is an error.
+    """
+    if choice not in CLIP_DEVICES:
+        raise PromptError(f"prompts.clip_device must be one of {CLIP_DEVICES}, got {choice!r}")
+    if choice == "cpu":
+        return torch.device("cpu")
+    if preferred is not None and torch.device(preferred).type == "cuda":
+        return torch.device(preferred)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if choice == "cuda":
+        raise PromptError("prompts.clip_device is 'cuda' but no GPU is available here; use auto or cpu")
+    return torch.device("cpu")
+
+
+def precision_label(precision: str) -> str:
+    """How a CLIP precision setting computes, in words (for logs and prompt tables)."""
+    if precision == "fp16":
+        return ("fp16 (OpenAI's mixed precision: Linear/attention/projection weights fp16, "
+                "LayerNorms fp32)")
+    return "fp32"
+
+
 class ClipEncoder:
     """The release's prompt encoder: CLIP ViT-B/32 text tower, OpenAI weights, frozen.
 
-    ``precision="fp16"`` runs it in half precision and casts the embedding to float32, as the
-    release does on the GPU; ``"fp32"`` runs it in full precision. Each sentence is encoded once
-    and cached.
+    ``precision="fp16"`` reproduces the arithmetic of OpenAI's ``clip`` package on the GPU (its
+    ``convert_weights``): Linear, attention and text-projection weights in fp16, every LayerNorm
+    with fp32 weights computing in fp32, the embedding cast to float32. This is open_clip's own
+    ``precision="fp16"`` path; a plain ``.half()`` also makes the LayerNorms fp16 and moves the
+    embeddings by ~1e-3, enough to reorder DGCPM channels. ``"fp32"`` runs in full precision.
+    Each sentence is encoded once and cached. ``state_dict`` (weights in memory) and
+    ``model_kwargs`` (open_clip architecture overrides) exist for tests.
     """
 
     name = "clip"
@@ -207,23 +254,49 @@ class ClipEncoder:
         device: str | torch.device | None = None,
         precision: str = "fp16",
         load_weights: bool = True,
+        state_dict: dict[str, torch.Tensor] | None = None,
+        model_kwargs: dict | None = None,
+        verbose: bool = True,
     ) -> None:
-        if precision not in ("fp16", "fp32"):
+        if precision not in CLIP_PRECISIONS:
             raise PromptError(f"CLIP precision must be 'fp16' or 'fp32', got {precision!r}")
         import open_clip
 
-        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        path = str(find_clip_weights(weights)) if load_weights else None
+        self.device = torch.device(device) if device is not None else clip_device("auto")
+        path = str(find_clip_weights(weights)) if load_weights and state_dict is None else None
         # The OpenAI weights were trained with QuickGELU; a bare file path does not say so.
+        # precision="fp16" is open_clip's copy of OpenAI's convert_weights (LayerNorms stay fp32).
         self.model = open_clip.create_model(
-            "ViT-B-32", pretrained=path, force_quick_gelu=True, device=self.device
+            "ViT-B-32", pretrained=path, force_quick_gelu=True, device=self.device,
+            precision=precision, **(model_kwargs or {}),
         ).eval()
+        if state_dict is not None:
+            self.model.load_state_dict(state_dict)  # copies into each parameter's own dtype
         self.model.requires_grad_(False)
-        if precision == "fp16":
-            self.model.half()
+        self.dim = int(self.model.text_projection.shape[1])
         self.tokenizer = open_clip.get_tokenizer("ViT-B-32")
         self.precision = precision
+        self.weights = path or ("in-memory state dict" if state_dict is not None else "random")
         self._cache: dict[str, torch.Tensor] = {}
+        if verbose:
+            print(f"prompts: CLIP ViT-B/32 text encoder on {self.device}, "
+                  f"{precision_label(precision)}; weights: {self.weights}", flush=True)
+
+    def describe(self) -> dict[str, str]:
+        """Where and how the embeddings were computed: recorded in prompt tables."""
+        import open_clip
+
+        return {
+            "encoder": self.name,
+            "device": str(self.device),
+            "device_name": (torch.cuda.get_device_name(self.device)
+                            if self.device.type == "cuda" else "cpu"),
+            "precision": self.precision,
+            "dtype": precision_label(self.precision),
+            "torch": torch.__version__,
+            "open_clip": open_clip.__version__,
+            "weights": self.weights,
+        }
 
     @torch.no_grad()
     def encode(self, sentences: list[str]) -> torch.Tensor:
@@ -242,13 +315,18 @@ class PromptConfig:
     encoder: Literal["clip", "file", "hashed"] = "clip"
     style: Literal["detailed", "simple"] = "detailed"
     clip_weights: str | None = None  # local CLIP ViT-B/32 weights; default: the usual caches
-    clip_precision: Literal["fp16", "fp32"] = "fp16"  # fp16 as the release, or fp32
+    clip_precision: Literal["fp16", "fp32"] = "fp16"  # fp16: OpenAI's mixed precision, as the release; or fp32
+    clip_device: Literal["auto", "cpu", "cuda"] = "auto"  # auto: a GPU when there is one, as the release
     table: str | None = None  # the embedding table for encoder: file
     dim: int = 512
 
 
 def build_encoder(cfg: PromptConfig, device: str | torch.device | None = None) -> PromptEncoder:
-    """The prompt encoder a config asks for; fails at once if it cannot run here."""
+    """The prompt encoder a config asks for; fails at once if it cannot run here.
+
+    ``device`` is the caller's device; CLIP runs where ``cfg.clip_device`` says (see
+    ``clip_device``).
+    """
     if cfg.encoder == "hashed":
         return HashedEncoder(cfg.dim)
     if cfg.encoder == "file":
@@ -256,7 +334,8 @@ def build_encoder(cfg: PromptConfig, device: str | torch.device | None = None) -
             raise PromptError("prompts.encoder is 'file' but prompts.table names no file")
         return FileEncoder(cfg.table)
     if cfg.encoder == "clip":
-        return ClipEncoder(cfg.clip_weights, device=device, precision=cfg.clip_precision)
+        return ClipEncoder(cfg.clip_weights, device=clip_device(cfg.clip_device, device),
+                           precision=cfg.clip_precision)
     raise PromptError(f"unknown prompt encoder {cfg.encoder!r}; expected clip, file or hashed")
 
 
@@ -288,12 +367,17 @@ class PromptBank:
 def save_prompt_table(
     encoder: PromptEncoder, sentences: list[str], path: str | os.PathLike
 ) -> None:
-    """Write the embeddings of ``sentences`` for the ``file`` encoder."""
+    """Write the embeddings of ``sentences`` for the ``file`` encoder, with a record of how they
+    were made (encoder, device, dtype, torch and open_clip versions) under ``meta``."""
+    describe = getattr(encoder, "describe", None)
+    meta = describe() if describe is not None else {"encoder": encoder.name}
+    meta.setdefault("torch", torch.__version__)
     torch.save(
         {
             "sentences": list(sentences),
             "embeddings": encoder.encode(list(sentences)),
             "encoder": encoder.name,
+            "meta": {str(k): str(v) for k, v in meta.items()},
         },
         path,
     )

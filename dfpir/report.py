@@ -139,7 +139,8 @@ def _markdown(report: EvalReport) -> str:
         f"- inference: {how}, autocast {report.options['amp']}, on {report.options['device']}",
         "- metrics: PSNR/SSIM (scikit-image, data_range 1, RGB), output clipped to [0, 1], "
         + ("quantised to uint8" if report.options["quantize"] else "not quantised"),
-        f"- test noise seed: {report.options['data_seed']}",
+        f"- test noise: {report.options.get('test_noise', 'seeded')}, seed "
+        f"{report.options['data_seed']}",
     ]
     if report.options["max_images"]:
         lines.append(f"- only the first {report.options['max_images']} images of each set")

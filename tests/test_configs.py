@@ -58,6 +58,9 @@ def test_config_builds_model_datasets_and_optimizer(path, data_root, one_thread)
                              "data.builtin.test_max_side=32"])
     model = DFPIR(cfg.model)
     assert sum(p.numel() for p in model.parameters()) > 0
+    # the generated folders hold a few images, not the release lists' names: scan them
+    cfg.data.train_tasks = [dataclasses.replace(t, list_missing="scan")
+                            for t in cfg.data.train_tasks]
     report = check_data(cfg.data)
     assert report.ok, report.format()
     assert len(build_train_dataset(cfg.data)) > 0

@@ -70,6 +70,8 @@ def check_plain(cls) -> None:
                 assert arg in ALLOWED or dataclasses.is_dataclass(arg), (cls, field.name)
                 if dataclasses.is_dataclass(arg):
                     check_plain(arg)
+        elif origin is typing.Literal:  # a choice of plain values, checked at load
+            assert all(type(arg) in ALLOWED for arg in typing.get_args(hint)), (cls, field.name)
         else:
             assert hint in ALLOWED, (cls.__name__, field.name, hint)
 

@@ -20,6 +20,7 @@ from test_data_fixtures import (
 
 from dfpir.data import (
     DataConfig,
+    DataError,
     LayoutError,
     TaskDataConfig,
     TestSetConfig,
@@ -108,7 +109,7 @@ def test_list_file_selects_subset_in_its_order(tmp_path):
     pairs = find_pairs("derain", [str(tmp_path)], list_file=str(listing))
     assert [p.name for p in pairs] == ["rain-3", "rain-1"]
     listing.write_text("rainy/rain-9.png\n")
-    with pytest.raises(LayoutError, match=r"rainTrain.txt:1: 'rainy/rain-9.png' not found"):
+    with pytest.raises(LayoutError, match=r"1 of 1 files listed in .*rainTrain.txt are missing.*'rainy/rain-9.png' \(line 1\)"):
         find_pairs("derain", [str(tmp_path)], list_file=str(listing))
 
 
@@ -228,3 +229,94 @@ def test_prepare_data_fills_cache(tmp_path, capsys):
     assert main(["--check", "--cache", str(cache), "--config", str(config)]) == 0
     assert len(list(cache.rglob("*.npy"))) == 4
     assert f"set data.cache_dir: {cache}" in capsys.readouterr().out
+
+
+# ------------------------------------------------------------------ the release's lists
+
+
+def test_release_lists_are_shipped_and_used_by_default():
+    from dfpir.data import default_five_task
+    from dfpir.data.build import resolve_list_file
+
+    counts = {}
+    for name in ("denoise.txt", "rainTrain.txt", "hazy_outside.txt", "train_gopro.txt",
+                 "train_lol.txt"):
+        path = resolve_list_file(f"release:{name}", "data")
+        with open(path, encoding="utf-8") as handle:
+            counts[name] = sum(1 for line in handle if line.strip())
+    assert counts == {"denoise.txt": 5144, "rainTrain.txt": 200, "hazy_outside.txt": 72135,
+                      "train_gopro.txt": 2103, "train_lol.txt": 485}
+    lists = {t.task: t.list_file for t in default_five_task().train_tasks}
+    assert lists["derain"] == "release:rainTrain.txt" and lists["dehaze"] == "release:hazy_outside.txt"
+    assert lists["denoise_25"] == "release:denoise.txt" and lists["lowlight"] == "release:train_lol.txt"
+    with pytest.raises(DataError, match="no such shipped list"):
+        resolve_list_file("release:nope.txt", "data")
+
+
+def test_listed_files_missing_on_disk_are_counted_and_named(tmp_path):
+    make_derain_train(tmp_path, count=2)  # rain-1, rain-2 on disk
+    listing = tmp_path / "list.txt"
+    listing.write_text("".join(f"rainy/rain-{i}.png\n" for i in range(1, 10)))
+    with pytest.raises(LayoutError) as info:
+        find_pairs("derain", [str(tmp_path)], list_file=str(listing))
+    message = str(info.value)
+    assert "7 of 9 files listed in" in message and "'rainy/rain-3.png' (line 3)" in message
+    assert "and 2 more" in message and "list_missing: scan" in message
+    present = find_pairs("derain", [str(tmp_path)], list_file=str(listing), list_missing="present")
+    assert [p.name for p in present] == ["rain-1", "rain-2"]
+    listing.write_text("rainy/rain-1.png\nrainy/rain-7.png\n")
+    scanned = find_pairs("derain", [str(tmp_path)], list_file=str(listing), list_missing="scan")
+    assert sorted(p.name for p in scanned) == ["rain-1", "rain-2"]
+
+
+def test_nested_gopro_matches_the_release_flattened_names(tmp_path):
+    make_gopro_nested(tmp_path)
+    names = sorted(p.name for p in find_pairs("deblur", [str(tmp_path)]))
+    listing = tmp_path / "train_gopro.txt"
+    listing.write_text("".join(f"{n}.png\n" for n in names[::-1]))
+    pairs = find_pairs("deblur", [str(tmp_path)], list_file=str(listing))
+    assert [p.name for p in pairs] == names[::-1]
+
+
+def test_prepare_data_check_reports_a_partial_list(tmp_path):
+    """prepare_data.py --check on a folder holding part of the release's rain list: the count
+    and the first names of the missing files, exit 1, no traceback."""
+    import subprocess
+    import sys
+
+    root = tmp_path / "data"
+    rainy, gt = root / "Train" / "Derain" / "rainy", root / "Train" / "Derain" / "gt"
+    for n in (100, 101, 102):
+        image = np.full((20, 20, 3), n, dtype=np.uint8)
+        write_image(rainy / f"rain-{n}.png", image)
+        write_image(gt / f"norain-{n}.png", image)
+    config = tmp_path / "cfg.yaml"
+    config.write_text(
+        "data:\n  data_root: " + str(root) + "\n  test_sets: []\n  train_tasks:\n"
+        "    - {task: derain, roots: [Train/Derain], repeat: 120, list_file: release:rainTrain.txt}\n")
+    repo = Path(__file__).resolve().parents[1]
+    out = subprocess.run([sys.executable, str(repo / "scripts" / "prepare_data.py"), "--check",
+                          "--config", str(config)], capture_output=True, text=True,
+                         env={**os.environ, "PYTHONPATH": str(repo)})
+    assert out.returncode == 1, out.stderr
+    assert "Traceback" not in out.stdout + out.stderr
+    assert "197 of 200 files listed in" in out.stdout and "rainTrain.txt" in out.stdout
+    assert "'rainy/rain-103.png'" in out.stdout
+
+
+def test_shipped_configs_read_the_release_lists_and_its_selection_settings():
+    from dfpir.config import load_config
+
+    expected = {"denoise_15": "release:denoise.txt", "derain": "release:rainTrain.txt",
+                "dehaze": "release:hazy_outside.txt"}
+    for name, extra in (("three_task", {}), ("five_task", {
+            "deblur": "release:train_gopro.txt", "lowlight": "release:train_lol.txt"})):
+        cfg = load_config(REPO / "configs" / f"{name}.yaml")
+        lists = {t.task: t.list_file for t in cfg.data.train_tasks}
+        assert {k: lists[k] for k in {**expected, **extra}} == {**expected, **extra}
+        assert all(t.list_missing == "error" for t in cfg.data.train_tasks)
+        assert cfg.data.train_crop_multiple == 16 and cfg.data.test_noise == "seeded"
+        assert cfg.train.select_on_test is False
+    five = load_config(REPO / "configs" / "five_task.yaml").train
+    assert (five.select_every_iters, five.select_tolerance_iters,
+            five.select_tolerance_epochs) == (3000, 1e-5, 1e-3)

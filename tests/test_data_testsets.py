@@ -150,3 +150,49 @@ def test_max_images_limits_a_test_set(tmp_path):
         test_sets=[TestSetConfig(name="lol", task="lowlight", root="lol", max_images=2)],
     )
     assert len(build_test_datasets(cfg)["lol"]) == 2
+
+
+def test_release_test_noise_is_the_release_stream(tmp_path):
+    """data.test_noise: release equals the release's rule written out directly:
+    np.random.seed(0) once, then sigma 15, 25, 50, each over the images in os.listdir order,
+    one np.random.randn draw per cropped image, clip and truncate to uint8."""
+    import os
+
+    from dfpir.data import (
+        DataConfig,
+        TestSetConfig,
+        build_test_datasets,
+        crop_to_multiple,
+        read_image,
+        write_image,
+    )
+
+    folder = tmp_path / "bsd68"
+    rng = np.random.default_rng(5)
+    for name, (h, w) in {"b.png": (37, 45), "a.png": (40, 50), "c.png": (33, 70)}.items():
+        write_image(folder / name, rng.integers(0, 256, (h, w, 3), dtype=np.uint8))
+    saved = np.random.get_state()
+    try:
+        np.random.seed(0)
+        expected = {}
+        for sigma in (15, 25, 50):
+            for name in os.listdir(folder):
+                clean = crop_to_multiple(read_image(folder / name), 16)
+                noise = np.random.randn(*clean.shape)
+                expected[sigma, name[:-4]] = np.clip(clean + noise * sigma, 0, 255).astype(np.uint8)
+    finally:
+        np.random.set_state(saved)
+    sets = [TestSetConfig(name=f"s{s}", task=f"denoise_{s}", root=str(folder)) for s in (15, 25, 50)]
+    release = build_test_datasets(DataConfig(train_tasks=[], test_sets=sets, test_noise="release"))
+    seeded = build_test_datasets(DataConfig(train_tasks=[], test_sets=sets))
+    for sigma in (15, 25, 50):
+        for i in range(3):
+            degraded, _, _, name = release[f"s{sigma}"][i]
+            got = np.round(degraded.numpy().transpose(1, 2, 0) * 255).astype(np.uint8)
+            np.testing.assert_array_equal(got, expected[sigma, name])
+            other = seeded[f"s{sigma}"][i][0]
+            assert not torch.equal(other, degraded)
+    # a prefix of a set keeps the noise its images get in the full run
+    sets[1].max_images = 1
+    first = build_test_datasets(DataConfig(train_tasks=[], test_sets=sets, test_noise="release"))
+    assert torch.equal(first["s25"][0][0], release["s25"][0][0])

@@ -104,6 +104,8 @@ def test_release_repeat_factors_three_task(tmp_path):
     counts = make_release_folders(tmp_path, five_task=False)
     cfg = default_three_task()
     cfg.data_root = str(tmp_path)
+    for task in cfg.train_tasks:  # the generated folders are not the release's lists: scan
+        task.list_missing = "scan"
     mixed = build_train_dataset(cfg)
     expected = {
         "denoise_15": 3 * counts["denoise"],
@@ -126,6 +128,8 @@ def test_release_repeat_factors_five_task(tmp_path):
     counts = make_release_folders(tmp_path, five_task=True)
     cfg = default_five_task()
     cfg.data_root = str(tmp_path)
+    for task in cfg.train_tasks:
+        task.list_missing = "scan"
     assert build_train_dataset(cfg).task_counts() == {
         "denoise_15": 3 * counts["denoise"],
         "denoise_25": 3 * counts["denoise"],
@@ -300,3 +304,39 @@ def test_set_epoch_makes_items_a_function_of_seed_epoch_and_index(tmp_path):
     second.set_epoch(0, 4)
     assert not torch.equal(second[0][1], forward[0][1])
     assert not torch.equal(forward[0][1], forward[2][1])  # repeats of one image differ
+
+
+# ------------------------------------------------------------------ the release's centre crop
+
+
+def test_training_crop_to_multiple_of_16_before_the_patch(tmp_path):
+    """The release centre-crops every training image to a multiple of 16 before the random
+    patch: with crop_multiple 16 no patch reaches the dropped border, without it some do."""
+    make_lol(tmp_path, count=1)  # 40x50: the crop keeps rows 4..35 and columns 1..48
+    pairs = find_pairs("lowlight", [str(tmp_path)])
+    image = read_image(pairs[0].clean).astype(np.int32)
+
+    def spans(crop_multiple: int) -> tuple[int, int, int, int]:
+        dataset = TaskTrainSet("lowlight", pairs, 16, crop_multiple=crop_multiple)
+        tops, lefts = [], []
+        for i in range(40):
+            _, clean, _ = dataset.sample(0, np.random.default_rng(i))
+            (_, top, left), *_ = locate(to_uint8(clean), image)
+            tops.append(top)
+            lefts.append(left)
+        return min(tops), max(tops) + 16, min(lefts), max(lefts) + 16
+
+    top, bottom, left, right = spans(16)
+    assert top >= 4 and bottom <= 36 and left >= 1 and right <= 49
+    top, bottom, left, right = spans(0)
+    assert top < 4 or bottom > 36 or left < 1 or right > 49
+    assert DataConfig().train_crop_multiple == 16  # on by default, as the release
+
+
+def test_build_train_dataset_passes_the_crop_multiple(tmp_path):
+    make_lol(tmp_path / "lol", count=1)
+    task = TaskDataConfig(task="lowlight", roots=[str(tmp_path / "lol")], repeat=1)
+    on = build_train_dataset(DataConfig(train_tasks=[task], test_sets=[], patch_size=16))
+    off = build_train_dataset(DataConfig(train_tasks=[task], test_sets=[], patch_size=16,
+                                         train_crop_multiple=0))
+    assert on.parts[0][0].crop_multiple == 16 and off.parts[0][0].crop_multiple == 0

@@ -202,3 +202,52 @@ def test_torchrun_two_processes_gloo(tmp_path):
     assert state["progress"]["global_step"] == 2
     assert "stage1_epoch0001.pt" in ckpts
     assert not list((tmp_path / "run" / "checkpoints").glob(".*.tmp"))
+
+
+# ------------------------------------------------------------------ the release's options
+
+
+def test_cosine_t_max_is_independent_of_the_epochs_and_batch_is_logged(tmp_path, caplog):
+    """t_max_epochs 4 over 2 epochs stops the cosine half-way (lr0 / 2), as the release's
+    T_max=--epochs does when it trains fewer epochs; the start logs the effective batch."""
+    import logging
+
+    cfg = tiny_cfg("train.scheduler_step=epoch", "train.eta_min=0.0", "train.val_every=0",
+                   "train.stages=[{name: a, epochs: 2, lr: 0.001, patch_size: 16, batch_size: 2, "
+                   "t_max_epochs: 4}]")
+    with caplog.at_level(logging.INFO, logger="dfpir.train.trainer"):
+        trainer = run(cfg, tmp_path / "run")
+    assert trainer.optimizer.param_groups[0]["lr"] == pytest.approx(0.001 / 2)
+    assert "1 process(es) x batch 2 = effective global batch 2, lr 0.001" in caplog.text
+
+
+def test_global_batch_is_split_over_processes():
+    from dfpir.train.trainer import process_batch_size
+
+    assert process_batch_size(6, 3, is_global=False) == 6  # the release: per process
+    assert process_batch_size(6, 3, is_global=True) == 2
+    with pytest.raises(ConfigError, match="cannot be split evenly over 2 processes"):
+        process_batch_size(5, 2, is_global=True)
+
+
+def test_select_on_test_scores_and_saves_by_the_release_rule(tmp_path):
+    import json
+
+    from dfpir.train.trainer import release_selects
+
+    assert release_selects(30.0, 30.00005, 1e-4) and not release_selects(29.99, 30.0, 1e-4)
+    cfg = tiny_cfg("train.val_every=0", "train.select_on_test=true",
+                   "train.select_every_iters=2", "train.select_tolerance_iters=0.5",
+                   "train.select_tolerance_epochs=0.0")
+    run(cfg, tmp_path / "run")
+    records = [json.loads(line) for line in
+               (tmp_path / "run" / "test_selection.jsonl").read_text().splitlines()]
+    # 4 iterations per epoch: mid-epoch at iteration 2, and at the end of each epoch
+    assert [(r["epoch"], r["iteration"], r["trigger"]) for r in records] == [
+        (0, 2, "iterations"), (1, 0, "epoch"), (1, 2, "iterations"), (2, 0, "epoch")]
+    best = float("-inf")
+    for r in records:
+        assert r["saved"] == (r["mean_psnr"] > best - r["tolerance"])
+        best = max(best, r["mean_psnr"])
+        assert r["best_psnr"] == best and set(r["sets"]) == {"builtin_derain", "builtin_dehaze"}
+    assert (tmp_path / "run" / "checkpoints" / "test_selected.pt").is_file()

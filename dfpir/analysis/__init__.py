@@ -7,14 +7,23 @@ numbers (CSV, .npz). ``scripts/visualize.py`` is the command line; see the READM
 from .common import Analysis, default_tasks, load_analysis, record, resolve_config
 from .features import FeatureResult, compute_features, pick_image, save_features
 from .grid import GridRow, compute_grid, save_grid
+from .sensitivity import (
+    NOISE_LEVELS,
+    SensitivityRow,
+    format_sensitivity,
+    prompt_sensitivity,
+    write_csv_rows,
+)
 from .shuffle import ShuffleResult, channel_orders, compute_shuffle, differ_matrix, save_shuffle
 from .tsne import DEFAULT_LAYER, TSNEResult, clip_perplexity, compute_tsne, save_tsne
 
 __all__ = [
     "DEFAULT_LAYER",
+    "NOISE_LEVELS",
     "Analysis",
     "FeatureResult",
     "GridRow",
+    "SensitivityRow",
     "ShuffleResult",
     "TSNEResult",
     "channel_orders",
@@ -25,12 +34,15 @@ __all__ = [
     "compute_tsne",
     "default_tasks",
     "differ_matrix",
+    "format_sensitivity",
     "load_analysis",
     "pick_image",
+    "prompt_sensitivity",
     "record",
     "resolve_config",
     "save_features",
     "save_grid",
     "save_shuffle",
     "save_tsne",
+    "write_csv_rows",
 ]

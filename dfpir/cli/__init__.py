@@ -35,6 +35,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
                          "--degradation auto"),
     "app": ("app", "a local web page to restore photos (gradio; the app extra)"),
     "benchmark_onnx": ("benchmark_onnx", "onnxruntime against PyTorch on the CPU (onnx extra)"),
+    "check_prompts": ("check_prompts", "how close the DGCPM channel orders are to changing"),
     "benchmark_data": ("benchmark_data", "training-crop throughput with and without the cache"),
 }
 

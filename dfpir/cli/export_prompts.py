@@ -5,6 +5,9 @@ Run it where the CLIP ViT-B/32 weights are (it never downloads):
 
     python scripts/export_prompts.py --out prompts_clip.pt
     python scripts/export_prompts.py --out prompts_clip.pt --clip-weights /path/to/ViT-B-32.pt
+
+The table records the device, dtype, torch and open_clip versions that made it; the `file`
+encoder prints them when it loads the table.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
-from ..prompts import PromptConfig, all_sentences, build_encoder, save_prompt_table
+from ..prompts import PromptConfig, PromptError, all_sentences, build_encoder, save_prompt_table
 from .common import run_cli
 
 
@@ -23,7 +26,10 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     parser.add_argument("--out", required=True, help="the .pt table to write")
     parser.add_argument("--encoder", default="clip", choices=["clip", "hashed"])
     parser.add_argument("--clip-weights", default=None, help="local CLIP ViT-B/32 weights file")
-    parser.add_argument("--precision", default="fp16", choices=["fp16", "fp32"])
+    parser.add_argument("--precision", default="fp16", choices=["fp16", "fp32"],
+                        help="fp16: OpenAI's mixed precision, as the release (default)")
+    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
+                        help="where CLIP runs (auto: a GPU when there is one, as the release)")
     parser.add_argument("--sentence", action="append", default=[],
                         help="extra sentences to include (repeatable)")
     return parser
@@ -32,10 +38,17 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     """Embed every prompt sentence and save the table."""
     encoder = build_encoder(PromptConfig(encoder=args.encoder, clip_weights=args.clip_weights,
-                                         clip_precision=args.precision))
+                                         clip_precision=args.precision,
+                                         clip_device=args.device))
     sentences = all_sentences() + args.sentence
-    save_prompt_table(encoder, sentences, args.out)
+    try:
+        save_prompt_table(encoder, sentences, args.out)
+    except OSError as err:
+        raise PromptError(f"cannot write {args.out}: {err}") from err
     print(f"wrote {len(sentences)} {encoder.name} embeddings to {args.out}")
+    describe = getattr(encoder, "describe", None)
+    if describe is not None:
+        print("made with: " + ", ".join(f"{k} {v}" for k, v in describe().items()))
     return 0
 
 

@@ -12,7 +12,8 @@ from .builtin import BuiltinTestSet, BuiltinTrainSet, load_builtin_image
 from .config import DataConfig, TaskDataConfig, TestSetConfig, validate_data_config
 from .errors import DataError
 from .layouts import ImagePair, find_pairs
-from .testset import PairedTestSet
+from .tasks import task_family
+from .testset import PairedTestSet, release_noise_states
 from .trainset import MixedTrainSet, TaskTrainSet
 
 logger = logging.getLogger(__name__)
@@ -38,29 +39,49 @@ def resolve_path(path: str, data_root: str) -> str:
     return str(Path(data_root).expanduser() / expanded)
 
 
+RELEASE_LIST_PREFIX = "release:"
+RELEASE_LIST_DIR = Path(__file__).resolve().parents[1] / "resources" / "lists"
+
+
+def resolve_list_file(list_file: str, data_root: str) -> str:
+    """A list file's path: ``release:NAME`` is the release's list NAME shipped in
+    ``dfpir/resources/lists/``; anything else goes through ``resolve_path``."""
+    if list_file.startswith(RELEASE_LIST_PREFIX):
+        name = list_file[len(RELEASE_LIST_PREFIX):]
+        path = RELEASE_LIST_DIR / name
+        if not path.is_file():
+            shipped = ", ".join(sorted(p.name for p in RELEASE_LIST_DIR.glob("*.txt")))
+            raise DataError(f"list_file {list_file!r}: no such shipped list; the release's "
+                            f"lists are: {shipped}")
+        return str(path)
+    return resolve_path(list_file, data_root)
+
+
 def task_pairs(task_cfg: TaskDataConfig, data_root: str) -> list[ImagePair]:
     """The training samples one task config points at (raises ``LayoutError`` on problems)."""
     return find_pairs(
         task_cfg.task,
         [resolve_path(root, data_root) for root in task_cfg.roots],
-        list_file=resolve_path(task_cfg.list_file, data_root),
+        list_file=resolve_list_file(task_cfg.list_file, data_root),
         layout=task_cfg.layout,
         degraded_dir=task_cfg.degraded_dir,
         clean_dir=task_cfg.clean_dir,
+        list_missing=task_cfg.list_missing,
     )
 
 
-def test_set_pairs(test_cfg: TestSetConfig, data_root: str) -> list[ImagePair]:
-    """The images of one test set config, at most ``max_images`` of them."""
+def test_set_pairs(test_cfg: TestSetConfig, data_root: str, limit: bool = True
+                   ) -> list[ImagePair]:
+    """The images of one test set config, at most ``max_images`` of them (with ``limit``)."""
     pairs = find_pairs(
         test_cfg.task,
         [resolve_path(test_cfg.root, data_root)],
-        list_file=resolve_path(test_cfg.list_file, data_root),
+        list_file=resolve_list_file(test_cfg.list_file, data_root),
         layout=test_cfg.layout,
         degraded_dir=test_cfg.degraded_dir,
         clean_dir=test_cfg.clean_dir,
     )
-    return pairs[: test_cfg.max_images] if test_cfg.max_images > 0 else pairs
+    return pairs[: test_cfg.max_images] if test_cfg.max_images > 0 and limit else pairs
 
 
 def build_train_dataset(cfg: DataConfig) -> MixedTrainSet:
@@ -77,7 +98,8 @@ def build_train_dataset(cfg: DataConfig) -> MixedTrainSet:
         pairs = task_pairs(task_cfg, cfg.data_root)
         cache_dir = resolve_path(cfg.cache_dir, "") if task_cfg.use_cache else ""
         dataset = TaskTrainSet(
-            task_cfg.task, pairs, cfg.patch_size, cfg.small_image_policy, cache_dir
+            task_cfg.task, pairs, cfg.patch_size, cfg.small_image_policy, cache_dir,
+            crop_multiple=cfg.train_crop_multiple,
         )
         parts.append((dataset, task_cfg.repeat))
     if cfg.builtin.enabled and cfg.builtin.use_for_train:
@@ -104,9 +126,17 @@ def build_test_datasets(cfg: DataConfig) -> dict[str, Dataset]:
     """
     validate_data_config(cfg)
     sets: dict[str, Dataset] = {}
+    every = {t.name: test_set_pairs(t, cfg.data_root, limit=False) for t in cfg.test_sets}
+    states: dict[str, dict] = {}
+    if cfg.test_noise == "release":  # one stream over the denoising sets, in config order
+        noisy = [t.name for t in cfg.test_sets if task_family(t.task) == "denoise"]
+        states = dict(zip(noisy, release_noise_states([every[n] for n in noisy], cfg.seed)))
     for test_cfg in cfg.test_sets:
-        pairs = test_set_pairs(test_cfg, cfg.data_root)
-        sets[test_cfg.name] = PairedTestSet(test_cfg.name, test_cfg.task, pairs, cfg.seed)
+        pairs = every[test_cfg.name]
+        if test_cfg.max_images > 0:
+            pairs = pairs[: test_cfg.max_images]
+        sets[test_cfg.name] = PairedTestSet(test_cfg.name, test_cfg.task, pairs, cfg.seed,
+                                            noise_states=states.get(test_cfg.name))
     if cfg.builtin.enabled and cfg.builtin.use_for_test:
         for task in cfg.builtin.tasks:
             dataset = BuiltinTestSet(

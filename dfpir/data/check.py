@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
-from .build import resolve_path
+from .build import resolve_list_file, resolve_path
 from .builtin import load_builtin_image
 from .config import DataConfig, validate_data_config
 from .errors import DataError
@@ -143,7 +143,11 @@ def check_data(cfg: DataConfig, decode: bool = False) -> DataCheckReport:
 
     def check_item(kind: str, name: str, roots: list[str], item, patch_size: int) -> SetCheck:
         roots = [resolve_path(r, cfg.data_root) for r in roots]
-        list_file = resolve_path(item.list_file, cfg.data_root)
+        try:
+            list_file = resolve_list_file(item.list_file, cfg.data_root)
+        except DataError as error:
+            return SetCheck(kind=kind, name=name, task=item.task, problems=[str(error)])
+        list_missing = getattr(item, "list_missing", "error")
         key = (
             kind,
             task_family(item.task),
@@ -152,6 +156,7 @@ def check_data(cfg: DataConfig, decode: bool = False) -> DataCheckReport:
             item.layout,
             item.degraded_dir,
             item.clean_dir,
+            list_missing,
         )
         if key not in done:
             scan = scan_task_folders(
@@ -161,6 +166,7 @@ def check_data(cfg: DataConfig, decode: bool = False) -> DataCheckReport:
                 layout=item.layout,
                 degraded_dir=item.degraded_dir,
                 clean_dir=item.clean_dir,
+                list_missing=list_missing,
             )
             done[key] = _check_scan(kind, name, scan, decode, patch_size)
         return replace(done[key], name=name, task=item.task, notes=list(done[key].notes))

@@ -7,10 +7,11 @@ others.
 """
 
 from dataclasses import dataclass, field
+from typing import Literal
 
 from ..errors import ConfigError
 from ..schema import build_dataclass
-from .layouts import LAYOUT_MODES
+from .layouts import LAYOUT_MODES, LIST_MISSING_MODES
 from .synthetic import (
     BlurConfig,
     HazeConfig,
@@ -32,7 +33,9 @@ __all__ = [
     "SyntheticConfig",
     "TaskDataConfig",
     "TestSetConfig",
+    "RELEASE_LISTS",
     "RELEASE_REPEATS",
+    "TEST_NOISE_MODES",
     "builtin_demo",
     "data_config_from_dict",
     "data_config_from_yaml",
@@ -54,6 +57,19 @@ RELEASE_REPEATS: dict[str, dict[str, int]] = {
     },
 }
 
+# How the denoising test noise is drawn: "seeded" per (seed, task, image name), or the release's
+# single stream (np.random.seed(seed) once, images in os.listdir order, test sets in config order)
+TEST_NOISE_MODES: tuple[str, ...] = ("seeded", "release")
+
+# The release's training lists, shipped in dfpir/resources/lists/ ("release:NAME" in a config)
+RELEASE_LISTS: dict[str, str] = {
+    "denoise": "release:denoise.txt",
+    "derain": "release:rainTrain.txt",
+    "dehaze": "release:hazy_outside.txt",
+    "deblur": "release:train_gopro.txt",
+    "lowlight": "release:train_lol.txt",
+}
+
 # Training folders, relative to data_root, in PromptIR's layout (see the README, "Data").
 DEFAULT_TRAIN_ROOTS: dict[str, str] = {
     "denoise": "Train/Denoise",
@@ -70,7 +86,9 @@ class TaskDataConfig:
 
     task: str  # a registered task name, e.g. "denoise_25", "derain"
     roots: list[str] = field(default_factory=list)  # folders in the task's layout
-    list_file: str = ""  # optional subset: one image path per line, relative to a root
+    list_file: str = ""  # optional subset: one image path per line, relative to a root;
+    #                      "release:NAME" is the release's list NAME shipped with dfpir
+    list_missing: Literal["error", "present", "scan"] = "error"  # listed files not on disk
     repeat: int = 1  # times the sample list is repeated in one epoch
     layout: str = "auto"  # "auto", "flat" (root/blur + root/sharp) or "nested" (per sequence)
     degraded_dir: str = ""  # override the standard degraded sub-folder name ("" = standard)
@@ -79,6 +97,9 @@ class TaskDataConfig:
 
     def __post_init__(self) -> None:
         _check_item(self.task, self.layout)
+        if self.list_missing not in LIST_MISSING_MODES:
+            raise ValueError(f"list_missing of task {self.task!r} must be one of "
+                             f"{LIST_MISSING_MODES}, got {self.list_missing!r}")
         if self.repeat < 0:
             raise ValueError(f"repeat of task {self.task!r} must be >= 0, got {self.repeat}")
 
@@ -136,6 +157,8 @@ class DataConfig:
     train_tasks: list[TaskDataConfig] = field(default_factory=lambda: _train_tasks("three_task"))
     test_sets: list[TestSetConfig] = field(default_factory=lambda: _test_sets("three_task"))
     patch_size: int = 128  # the release: 128 (fine-tuning: 192)
+    train_crop_multiple: int = 16  # centre-crop training images to a multiple first (0 = off)
+    test_noise: Literal["seeded", "release"] = "seeded"  # release: np.random.seed once, listdir order
     small_image_policy: str = "pad"  # images smaller than the patch: "pad" (reflect) or "skip"
     num_workers: int = 4
     seed: int = 0  # base seed of the test noise and of the built-in test degradations
@@ -155,7 +178,8 @@ def _check_item(task: str, layout: str) -> None:
 
 def _train_tasks(setting: str) -> list[TaskDataConfig]:
     return [
-        TaskDataConfig(task=task, roots=[DEFAULT_TRAIN_ROOTS[task_family(task)]], repeat=repeat)
+        TaskDataConfig(task=task, roots=[DEFAULT_TRAIN_ROOTS[task_family(task)]], repeat=repeat,
+                       list_file=RELEASE_LISTS[task_family(task)])
         for task, repeat in RELEASE_REPEATS[setting].items()
     ]
 
@@ -205,6 +229,10 @@ def validate_data_config(cfg: DataConfig) -> DataConfig:
         raise ValueError(
             f"small_image_policy must be 'pad' or 'skip', got {cfg.small_image_policy!r}"
         )
+    if cfg.train_crop_multiple < 0:
+        raise ValueError(f"train_crop_multiple must be >= 0, got {cfg.train_crop_multiple}")
+    if cfg.test_noise not in TEST_NOISE_MODES:
+        raise ValueError(f"test_noise must be one of {TEST_NOISE_MODES}, got {cfg.test_noise!r}")
     if cfg.patch_size < 1:
         raise ValueError(f"patch_size must be positive, got {cfg.patch_size}")
     if cfg.seed < 0:

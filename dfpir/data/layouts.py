@@ -7,6 +7,7 @@ naming the folder or file and printing the expected layout.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -16,7 +17,14 @@ from .errors import LayoutError
 from .io import is_image_file
 from .tasks import task_family
 
+logger = logging.getLogger(__name__)
+
 LAYOUT_MODES: tuple[str, ...] = ("auto", "flat", "nested")
+# What a list file naming files that are not on disk does: "error" (the default), "present"
+# (use the listed files that exist, as the release's denoise loader does), "scan" (ignore the
+# list and use every pair found in the folders).
+LIST_MISSING_MODES: tuple[str, ...] = ("error", "present", "scan")
+_MISSING_EXAMPLES = 5
 
 
 @dataclass(frozen=True)
@@ -257,18 +265,37 @@ def _select_listed(
     unpaired: dict[str, str],
     list_file: str,
     result: ScanResult,
-) -> list[ImagePair]:
+    missing_mode: str = "error",
+) -> list[ImagePair] | None:
     """The pairs a list file names, in its order; each name is a path relative to a root, to the
-    degraded folder, or a bare file name."""
-    selected = []
+    degraded folder, or a bare file name. Entries not on disk are reported once, by count and
+    the first few names; with ``missing_mode`` 'present' they are left out (a note), with 'scan'
+    the list is dropped (returns None: use the whole folder)."""
+    selected, missing = [], []
     for number, entry in entries:
         key = keyed.get(entry) or keyed.get(entry.removeprefix("./")) or keyed.get(Path(entry).name)
         if key is None:
-            result.problems.append(f"{list_file}:{number}: {entry!r} not found under the roots")
+            missing.append((number, entry))
         elif key in unpaired:
             result.problems.append(f"{list_file}:{number}: {unpaired[key]}")
         else:
             selected.append(candidates[key])
+    if not missing:
+        return selected
+    examples = ", ".join(f"{e!r} (line {n})" for n, e in missing[:_MISSING_EXAMPLES])
+    more = f" and {len(missing) - _MISSING_EXAMPLES} more" if len(missing) > _MISSING_EXAMPLES else ""
+    summary = (f"{len(missing)} of {len(entries)} files listed in {list_file} are missing under "
+               f"{', '.join(result.roots)}: {examples}{more}")
+    if missing_mode == "present":
+        result.notes.append(f"{summary}; list_missing: present uses the {len(selected)} found")
+        return selected
+    if missing_mode == "scan":
+        result.notes.append(f"{summary}; list_missing: scan uses every pair in the folders instead")
+        return None
+    result.problems.append(
+        f"{summary}. Put the files there, or set list_missing: present (train on the listed "
+        f"files that exist) or list_missing: scan (ignore the list, use the folders) for this task"
+    )
     return selected
 
 
@@ -285,6 +312,7 @@ def scan_task_folders(
     layout: str = "auto",
     degraded_dir: str = "",
     clean_dir: str = "",
+    list_missing: str = "error",
 ) -> ScanResult:
     """Find the samples of ``task`` under ``roots``; collects problems instead of raising.
 
@@ -292,7 +320,8 @@ def scan_task_folders(
     sequence, each holding both, as GoPro_Large), or 'auto' (flat if present, else nested).
     ``degraded_dir``/``clean_dir`` override the task's standard sub-folder names (for denoising,
     ``clean_dir`` is a sub-folder of the root holding the clean images). ``list_file`` selects a
-    subset: one relative image path per line, as PromptIR's list files.
+    subset: one relative image path per line, as PromptIR's list files; ``list_missing`` says
+    what listed files that are not on disk do (``LIST_MISSING_MODES``).
     """
     family = task_family(task)
     result = ScanResult(task=task, roots=[str(r) for r in roots])
@@ -358,10 +387,19 @@ def scan_task_folders(
                 path = Path(path_text)
                 for key in _keys_for(path, root, degraded_folder):
                     keyed.setdefault(key, path_text)
+                if prefix:  # nested GoPro: the release's flattened name <sequence>_<file>
+                    keyed.setdefault(f"{prefix}_{path.name}", path_text)
+    if list_missing not in LIST_MISSING_MODES:
+        result.problems.append(
+            f"unknown list_missing {list_missing!r}; expected one of {LIST_MISSING_MODES}")
+        return result
     if list_file:
         entries = _read_list_file(list_file, result)
-        result.pairs = _select_listed(entries, keyed, candidates, unpaired, list_file, result)
-        return result
+        selected = _select_listed(entries, keyed, candidates, unpaired, list_file, result,
+                                  list_missing)
+        if selected is not None:
+            result.pairs = selected
+            return result
     result.pairs = list(candidates.values())
     result.problems += list(unpaired.values())
     if unused_clean:
@@ -390,6 +428,7 @@ def find_pairs(
     layout: str = "auto",
     degraded_dir: str = "",
     clean_dir: str = "",
+    list_missing: str = "error",
 ) -> list[ImagePair]:
     """The samples of ``task`` under ``roots`` (see ``scan_task_folders``).
 
@@ -403,7 +442,11 @@ def find_pairs(
         layout=layout,
         degraded_dir=degraded_dir,
         clean_dir=clean_dir,
+        list_missing=list_missing,
     )
+    for note in result.notes:
+        if "list_missing" in note:
+            logger.warning("task %r: %s", task, note)
     if result.problems or not result.pairs:
         problems = result.problems or [f"no images found under {', '.join(result.roots)}"]
         message = f"task {task!r}: the data under {', '.join(result.roots)} is not usable:\n"

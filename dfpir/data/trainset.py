@@ -26,6 +26,7 @@ from .transforms import (
     add_gaussian_noise_uint8,
     augment,
     crop_patch,
+    crop_to_multiple,
     pad_to_size,
     random_augmentation_mode,
     random_crop_origin,
@@ -73,6 +74,8 @@ class TaskTrainSet(Dataset):
     clean crop on the uint8 scale. ``small_image_policy``: 'pad' reflect-pads images smaller
     than the patch, 'skip' replaces them by another random sample of the task, falling back to
     padding when none of 32 random tries is large enough (all logged; never an error).
+    ``crop_multiple`` > 0 first centre-crops both images to a multiple of it, as the release's
+    loaders do (16) before the random patch; images smaller than it are left whole.
     """
 
     def __init__(
@@ -82,6 +85,7 @@ class TaskTrainSet(Dataset):
         patch_size: int,
         small_image_policy: str = "pad",
         cache_dir: str = "",
+        crop_multiple: int = 0,
     ) -> None:
         if small_image_policy not in SMALL_IMAGE_POLICIES:
             raise DataError(
@@ -94,6 +98,7 @@ class TaskTrainSet(Dataset):
         self.sigma = noise_sigma(task) if self.is_denoise else 0
         self.pairs = list(pairs)
         self.patch_size = patch_size
+        self.crop_multiple = int(crop_multiple)
         self.small_image_policy = small_image_policy
         self.load = ImageLoader(cache_dir)
         self.rng = TorchSeededRng()
@@ -110,6 +115,10 @@ class TaskTrainSet(Dataset):
                 f"pair of different sizes: {pair.degraded} is {degraded.shape[1]}x"
                 f"{degraded.shape[0]}, {pair.clean} is {clean.shape[1]}x{clean.shape[0]} (WxH)"
             )
+        m = self.crop_multiple
+        if m > 0 and min(clean.shape[:2]) >= m:
+            clean = crop_to_multiple(clean, m)
+            degraded = None if degraded is None else crop_to_multiple(degraded, m)
         return degraded, clean
 
     def _too_small(self, clean: np.ndarray, pair: ImagePair) -> bool:

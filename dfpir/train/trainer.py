@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import math
 import signal
@@ -17,7 +18,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from ..allocator import keep_freed_memory
-from ..config import ExperimentConfig, StageConfig, config_to_dict, save_config
+from ..config import ConfigError, ExperimentConfig, StageConfig, config_to_dict, save_config
 from ..data import (
     DataError,
     build_test_datasets,
@@ -60,6 +61,7 @@ class Progress:
     iteration: int = 0
     global_step: int = 0
     best_psnr: float = -math.inf
+    test_best_psnr: float = -math.inf  # best mean test PSNR of train.select_on_test
 
 
 def compute_loss(kind: str, restored: torch.Tensor, clean: torch.Tensor) -> torch.Tensor:
@@ -68,6 +70,25 @@ def compute_loss(kind: str, restored: torch.Tensor, clean: torch.Tensor) -> torc
     if kind == "charbonnier":
         return torch.sqrt((restored - clean) ** 2 + 1e-6).mean()
     raise ValueError(f"train.loss must be 'l1' or 'charbonnier', got {kind!r}")
+
+
+def release_selects(mean_psnr: float, best_psnr: float, tolerance: float) -> bool:
+    """The release's rule for saving a checkpoint scored on the test sets: the mean PSNR is
+    above the best so far minus ``tolerance`` (so near-ties with the best are kept too)."""
+    return mean_psnr > best_psnr - tolerance
+
+
+def process_batch_size(batch_size: int, world_size: int, is_global: bool) -> int:
+    """The batch each process loads: ``batch_size`` itself (per process, as the release under
+    torchrun), or, when it is the global batch, its share, which must divide evenly."""
+    if not is_global:
+        return batch_size
+    if batch_size % world_size:
+        raise ConfigError(
+            f"train.batch_size_is_global: a global batch of {batch_size} cannot be split evenly "
+            f"over {world_size} processes; use a multiple of {world_size} or per-process batches"
+        )
+    return batch_size // world_size
 
 
 class Trainer:
@@ -156,8 +177,12 @@ class Trainer:
         t = self.cfg.train
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=stage.lr,
                                           betas=tuple(t.betas), weight_decay=t.weight_decay)
-        steps = stage.epochs if t.scheduler_step == "epoch" else self._stage_iters(stage,
-                                                                                 iters_per_epoch)
+        if t.scheduler_step == "epoch":
+            steps = stage.t_max_epochs or stage.epochs
+        elif stage.t_max_epochs:
+            steps = stage.t_max_epochs * iters_per_epoch
+        else:
+            steps = self._stage_iters(stage, iters_per_epoch)
         if t.scheduler == "cosine":
             self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
                 self.optimizer, T_max=max(steps, 1), eta_min=t.eta_min)
@@ -177,9 +202,23 @@ class Trainer:
     def _train_set(self, stage: StageConfig):
         return build_train_dataset(dataclasses.replace(self.cfg.data, patch_size=stage.patch_size))
 
+    def _batch(self, stage: StageConfig) -> int:
+        return process_batch_size(stage.batch_size, self.ctx.world_size,
+                                  self.cfg.train.batch_size_is_global)
+
     def _iters_per_epoch(self, dataset_size: int, stage: StageConfig) -> int:
         per_rank = math.ceil(dataset_size / self.ctx.world_size)
-        return per_rank // stage.batch_size
+        return per_rank // self._batch(stage)
+
+    def _log_batch(self, stage: StageConfig) -> None:
+        """Say what one optimiser step averages over: the lr is never scaled with processes."""
+        batch, world = self._batch(stage), self.ctx.world_size
+        message = (f"stage {stage.name!r}: {world} process(es) x batch {batch} = effective "
+                   f"global batch {batch * world}, lr {stage.lr:g} (not scaled with the number "
+                   f"of processes); batch_size {stage.batch_size} is "
+                   f"{'global' if self.cfg.train.batch_size_is_global else 'per process'}")
+        if self.ctx.is_main:
+            logger.info(message)
 
     # ------------------------------------------------------------------ checkpoints
 
@@ -245,7 +284,8 @@ class Trainer:
         iters_per_epoch = self._iters_per_epoch(len(dataset), stage)
         if iters_per_epoch == 0:
             raise TrainingError(f"stage {stage.name!r}: {len(dataset)} training samples give no "
-                               f"full batch of {stage.batch_size} per process")
+                                f"full batch of {self._batch(stage)} per process")
+        self._log_batch(stage)
         self._make_optimizer(stage, iters_per_epoch)
         pending = getattr(self, "_pending", None)
         mid_stage = p.epoch > 0 or p.iteration > 0
@@ -275,10 +315,11 @@ class Trainer:
         epoch_key = p.stage * 100_000 + p.epoch
         if hasattr(dataset, "set_epoch"):
             dataset.set_epoch(self.cfg.seed, epoch_key)
+        batch_size = self._batch(stage)
         sampler = EpochSampler(len(dataset), self.cfg.seed, epoch_key, ctx.rank, ctx.world_size,
-                               start=p.iteration * stage.batch_size)
+                               start=p.iteration * batch_size)
         loader = DataLoader(
-            dataset, batch_size=stage.batch_size, sampler=sampler, drop_last=True,
+            dataset, batch_size=batch_size, sampler=sampler, drop_last=True,
             num_workers=loader_workers(self.cfg.data.num_workers), worker_init_fn=seed_worker,
             pin_memory=ctx.device.type == "cuda", persistent_workers=False,
         )
@@ -317,6 +358,10 @@ class Trainer:
             self.scheduler.step()
         if t.save_every_iters and p.global_step % t.save_every_iters == 0:
             self.save("latest")
+        if (t.select_on_test and t.select_every_iters and p.iteration % t.select_every_iters == 0
+                and p.iteration < iters_per_epoch):  # the epoch's end scores it as an epoch
+            self.select_on_test(t.select_tolerance_iters, "iterations")
+            self.net.train()
         return done
 
     def _end_epoch(self, stage: StageConfig, iters_per_epoch: int) -> int:
@@ -329,6 +374,8 @@ class Trainer:
         if (t.val_every and p.epoch % t.val_every == 0) or (p.epoch >= stage.epochs
                                                              and not last_of_run):
             self.validate()  # the last epoch of the run gets the full final validation
+        if t.select_on_test and t.select_every_epochs and p.epoch % t.select_every_epochs == 0:
+            self.select_on_test(t.select_tolerance_epochs, "epoch")
         names = ["latest"]
         if t.save_every_epochs and p.epoch % t.save_every_epochs == 0:
             names.append(f"stage{p.stage + 1}_epoch{p.epoch:04d}")
@@ -374,6 +421,32 @@ class Trainer:
         self.ctx.barrier()
 
     # ------------------------------------------------------------------ validation
+
+    def select_on_test(self, tolerance: float, trigger: str) -> bool:
+        """The release's checkpoint selection: score every image of every test set, save
+        ``checkpoints/test_selected.pt`` when ``release_selects`` says so, and append the scores
+        to ``test_selection.jsonl``. Returns whether it saved (rank 0; others return False)."""
+        if not self.ctx.is_main or not self.test_sets:
+            self.ctx.barrier()
+            return False
+        p = self.progress
+        results, _ = validate(self.model, self.test_sets, self.bank, self.ctx.device, 0, 0,
+                              self.cfg.eval, self.input_scores)
+        mean_psnr = sum(m["psnr"] for m in results.values()) / len(results)
+        saved = release_selects(mean_psnr, p.test_best_psnr, tolerance)
+        p.test_best_psnr = max(p.test_best_psnr, mean_psnr)
+        if saved:
+            self.save("test_selected")
+        record = {"stage": p.stage + 1, "epoch": p.epoch, "iteration": p.iteration,
+                  "global_step": p.global_step, "trigger": trigger, "tolerance": tolerance,
+                  "mean_psnr": mean_psnr, "best_psnr": p.test_best_psnr, "saved": saved,
+                  "sets": {name: {"psnr": m["psnr"], "ssim": m["ssim"]}
+                           for name, m in results.items()}}
+        with open(self.run_dir / "test_selection.jsonl", "a", encoding="utf-8") as handle:
+            handle.write(json.dumps(record) + "\n")
+        self.writer.add_scalar("test/mean_psnr", mean_psnr, p.global_step)
+        self.ctx.barrier()
+        return saved
 
     def validate(self, final: bool = False) -> dict[str, dict[str, float]]:
         """Metrics on the configured test sets (rank 0), logged and used for 'best'."""
