@@ -38,7 +38,7 @@ from .checkpointing import (
     rng_state,
     set_rng_state,
 )
-from .distributed import DistContext, all_reduce_mean, setup, teardown
+from .distributed import DistContext, all_reduce_mean, any_rank, setup, teardown
 from .errors import NonFiniteLossError, RunDirError, TrainingInterrupted
 from .rundir import (
     RunLock,
@@ -475,6 +475,7 @@ class Trainer:
         try:
             for batch in loader:
                 done = self._train_batch(batch, stage, iters_per_epoch, start, bar)
+                self.stop_requested = any_rank(self.stop_requested, self.ctx)
                 if self.stop_requested or done >= stage_iters or p.iteration >= iters_per_epoch:
                     break
         except RuntimeError:
