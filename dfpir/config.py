@@ -248,7 +248,9 @@ def apply_override(raw: dict, override: str, origin: dict[str, str]) -> None:
     except yaml.YAMLError as err:
         raise ConfigError(f"override {override!r}: the value is not valid YAML: {err}") from err
     node = raw
-    for key in keys[:-1]:
+    for depth, key in enumerate(keys[:-1]):
+        if key not in node:  # a section this override creates: its errors name the --set
+            origin[".".join(k.strip() for k in keys[:depth + 1])] = f"--set {override}"
         node = node.setdefault(key, {})
         if not isinstance(node, dict):
             raise ConfigError(f"override {override!r}: {key} is not a section")

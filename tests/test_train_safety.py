@@ -276,6 +276,8 @@ def test_config_values_are_range_checked_at_load(tmp_path):
     for override, message in bad.items():
         with pytest.raises(ConfigError, match=message + rf".*\(set in --set {override[:8]}"):
             load_config(demo, [override])
+    with pytest.raises(ConfigError, match=r"train\.stages\[0\]: unknown key.*\(set in --set"):
+        load_config(demo, ["train.stages[0].lr=1"])  # not in demo.yaml's train.stages
     path = tmp_path / "c.yaml"
     path.write_text(f"base: {demo}\ntrain:\n  stages: [{{epochs: 1, lr: 1e-3}}]\n"
                     "  weight_decay: 5e-2\n")
