@@ -9,6 +9,7 @@ YAML. Unknown keys and wrong types are errors that name the key and the file tha
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import re
 from dataclasses import dataclass, field
@@ -71,6 +72,19 @@ class StageConfig:
     max_iters: int = 0  # stop the stage after this many iterations (0 = run all epochs)
     t_max_epochs: int = 0  # cosine T_max in epochs (0 = this stage's epochs); the release: --epochs
 
+    def __post_init__(self) -> None:
+        # messages start with the field's name: the loader then names the key and its source
+        if self.epochs < 0:
+            raise ValueError(f"epochs must be >= 0, got {self.epochs}")
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            raise ValueError(f"lr must be a positive number, got {self.lr}")
+        if self.patch_size < 1:
+            raise ValueError(f"patch_size must be positive, got {self.patch_size}")
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be positive, got {self.batch_size}")
+        if self.max_iters < 0:
+            raise ValueError(f"max_iters must be >= 0 (0 = all epochs), got {self.max_iters}")
+
 
 def _paper_stages() -> list[StageConfig]:
     return [
@@ -114,6 +128,23 @@ class TrainConfig:
     select_tolerance_iters: float = 1e-4  # the release: 1e-4 (three tasks), 1e-5 (five)
     select_tolerance_epochs: float = 0.01  # the release: 0.01 (three tasks), 0.001 (five)
 
+    def __post_init__(self) -> None:
+        if not self.stages or not any(s.epochs > 0 for s in self.stages):
+            raise ValueError("stages must hold at least one stage with epochs > 0, got "
+                             f"{len(self.stages)} stage(s) and no epochs to train")
+        if len(self.betas) != 2 or not all(0.0 <= b < 1.0 for b in self.betas):
+            raise ValueError(f"betas must be two numbers in [0, 1), got {self.betas}")
+        for name in ("weight_decay", "eta_min", "grad_clip"):
+            value = getattr(self, name)
+            if not (value >= 0 and math.isfinite(value)):
+                raise ValueError(f"{name} must be a number >= 0, got {value}")
+        if self.log_every < 1:
+            raise ValueError(f"log_every must be positive, got {self.log_every}")
+        for name in ("val_every", "val_max_images", "save_every_epochs", "save_every_iters",
+                     "sample_images"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0 (0 = off), got {getattr(self, name)}")
+
 
 @dataclass
 class EvalConfig:
@@ -126,6 +157,17 @@ class EvalConfig:
     device: Device = "auto"
     amp: Amp = "none"  # none (fp32, the protocol) | bf16 | fp16 autocast
     max_images: int = 0  # evaluate only the first N images of each test set (0 = all)
+
+    def __post_init__(self) -> None:
+        if self.tile < 0:
+            raise ValueError(f"tile must be >= 0 (0 = whole image), got {self.tile}")
+        if self.tile_overlap < 0:
+            raise ValueError(f"tile_overlap must be >= 0, got {self.tile_overlap}")
+        if self.tile and self.tile_overlap >= self.tile:
+            raise ValueError(f"tile ({self.tile}) must be larger than tile_overlap "
+                             f"({self.tile_overlap})")
+        if self.max_images < 0:
+            raise ValueError(f"max_images must be >= 0 (0 = all), got {self.max_images}")
 
 
 @dataclass
@@ -142,17 +184,61 @@ class ExperimentConfig:
     eval: EvalConfig = field(default_factory=EvalConfig)
     classifier: ClassifierConfig = field(default_factory=ClassifierConfig)  # ours, off by default
 
+    def __post_init__(self) -> None:
+        if self.seed < 0:
+            raise ValueError(f"seed must be >= 0, got {self.seed}")
+
 
 # ------------------------------------------------------------------ reading and merging
+
+
+class ConfigLoader(yaml.SafeLoader):
+    """PyYAML's safe loader with two fixes for configs: floats are resolved as YAML 1.2 does
+    (``1e-3`` is a number, not the string PyYAML 1.1 makes of it) and a key repeated in one
+    mapping (two ``train:`` sections) is an error instead of silently keeping the last."""
+
+    def construct_mapping(self, node: yaml.Node, deep: bool = False) -> dict:
+        if isinstance(node, yaml.MappingNode):
+            seen: dict[Any, yaml.Mark] = {}
+            for key_node, _ in node.value:
+                key = self.construct_object(key_node, deep=True)
+                if isinstance(key, str) and key == "<<":
+                    continue
+                try:
+                    first = seen.get(key)
+                except TypeError:  # an unhashable key: left to PyYAML's own error
+                    continue
+                if first is not None:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"the key {key!r} appears twice in one mapping (first on "
+                        f"line {first.line + 1}); merge the two or delete one",
+                        key_node.start_mark)
+                seen[key] = key_node.start_mark
+        return super().construct_mapping(node, deep=deep)
+
+
+ConfigLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$"),
+    list("-+0123456789."),
+)
+
+
+def parse_yaml(text: str) -> Any:
+    """A YAML document read with ``ConfigLoader`` (YAML 1.2 floats, no duplicate keys)."""
+    return yaml.load(text, Loader=ConfigLoader)  # noqa: S506 (a SafeLoader subclass)
 
 
 def _read_yaml(path: Path) -> dict:
     if not path.is_file():
         raise ConfigError(f"config file {path} does not exist")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = parse_yaml(path.read_text())
     except yaml.YAMLError as err:
         raise ConfigError(f"config file {path} is not valid YAML: {err}") from err
+    if data is None:
+        raise ConfigError(f"config file {path} is empty; expected a mapping of config sections "
+                          "(model:, data:, train:, ...) or a 'base:' to inherit")
     if not isinstance(data, dict):
         raise ConfigError(f"config file {path} must hold a mapping, not {type(data).__name__}")
     return data
@@ -201,11 +287,13 @@ def apply_override(raw: dict, override: str, origin: dict[str, str]) -> None:
     dotted, text = override.split("=", 1)
     keys = dotted.strip().split(".")
     try:
-        value = yaml.safe_load(text)
+        value = parse_yaml(text)
     except yaml.YAMLError as err:
         raise ConfigError(f"override {override!r}: the value is not valid YAML: {err}") from err
     node = raw
-    for key in keys[:-1]:
+    for depth, key in enumerate(keys[:-1]):
+        if key not in node:  # a section this override creates: its errors name the --set
+            origin[".".join(k.strip() for k in keys[:depth + 1])] = f"--set {override}"
         node = node.setdefault(key, {})
         if not isinstance(node, dict):
             raise ConfigError(f"override {override!r}: {key} is not a section")

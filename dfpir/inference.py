@@ -136,6 +136,8 @@ def restore(
     input's shape, float32, clipped to [0, 1] unless ``clamp`` is false. Put the model in eval
     mode first (DFPIR has no dropout or batch norm, so this is only hygiene).
     """
+    if tile < 0 or overlap < 0:  # checked up front: a negative tile must not mean "whole image"
+        raise ValueError(f"tile and overlap must be >= 0, got tile={tile}, overlap={overlap}")
     batched = image.dim() == 4
     x = image if batched else image.unsqueeze(0)
     if x.dim() != 4 or x.shape[0] != 1:

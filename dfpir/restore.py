@@ -267,4 +267,10 @@ def restore_paths(
             except (DataError, OSError, ValueError) as err:
                 logger.error("failed: %s: %s", source, err)
                 summary.failed.append((source, str(err)))
+            except (MemoryError, RuntimeError) as err:  # CPU out of memory, or a per-image fault
+                out_of_memory = isinstance(err, MemoryError) or "memory" in str(err).lower()
+                message = (f"out of memory ({type(err).__name__}); try --tile 512 (or smaller)"
+                           if out_of_memory else f"{type(err).__name__}: {err}")
+                logger.error("failed: %s: %s", source, message)
+                summary.failed.append((source, message))
     return summary

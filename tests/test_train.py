@@ -14,7 +14,7 @@ import yaml
 from dfpir.config import ConfigError, ExperimentConfig, load_config, save_config
 from dfpir.models import DFPIR
 from dfpir.models.checkpoint import load_weights
-from dfpir.train import NonFiniteLossError, RunDirError, Trainer
+from dfpir.train import NonFiniteLossError, RunDirError, Trainer, TrainingInterrupted
 from dfpir.train.sampler import EpochSampler
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -130,7 +130,8 @@ def test_resume_gives_the_weights_of_an_uninterrupted_run(tmp_path, monkeypatch)
         return loss
 
     monkeypatch.setattr(Trainer, "_step", stop_after_five)
-    run(cfg, tmp_path / "split")
+    with pytest.raises(TrainingInterrupted, match="global step 5; continue with --resume"):
+        run(cfg, tmp_path / "split")
     monkeypatch.setattr(Trainer, "_step", original)
     ckpt = torch.load(tmp_path / "split" / "checkpoints" / "latest.pt", weights_only=True)
     assert ckpt["progress"]["global_step"] == 5
@@ -155,7 +156,7 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypa
     calls = {"n": 0}
 
     def poisoned(*args, **kwargs):
-        calls["n"] += 1
+        calls["n"] += trainer.model.training  # not the checks before each save (eval mode)
         out = forward(*args, **kwargs)
         return out * float("nan") if calls["n"] == 3 else out
 

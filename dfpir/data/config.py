@@ -121,6 +121,9 @@ class TestSetConfig:
 
     def __post_init__(self) -> None:
         _check_item(self.task, self.layout)
+        if self.max_images < 0:
+            raise ValueError(f"max_images of test set {self.name!r} must be >= 0 (0 = all), "
+                             f"got {self.max_images}")
 
 
 @dataclass
@@ -147,6 +150,12 @@ class BuiltinConfig:
     test_images: list[str] = field(default_factory=lambda: ["coffee", "chelsea"])
     repeat: int = 16  # random crops per (image, task) in one epoch
     test_max_side: int = 0  # shrink test images so the longer side is at most this (0 = keep)
+
+    def __post_init__(self) -> None:
+        if self.repeat < 1:
+            raise ValueError(f"repeat must be positive, got {self.repeat}")
+        if self.test_max_side < 0:
+            raise ValueError(f"test_max_side must be >= 0 (0 = keep), got {self.test_max_side}")
 
 
 @dataclass
@@ -237,6 +246,9 @@ def validate_data_config(cfg: DataConfig) -> DataConfig:
         raise ValueError(f"patch_size must be positive, got {cfg.patch_size}")
     if cfg.seed < 0:
         raise ValueError(f"seed must be >= 0, got {cfg.seed}")
+    if cfg.num_workers < 0:
+        raise ValueError(f"num_workers must be >= 0 (0 = load in the main process), "
+                         f"got {cfg.num_workers}")
     for item in [*cfg.train_tasks, *cfg.test_sets]:
         item.__post_init__()
     names = [t.name for t in cfg.test_sets]

@@ -158,6 +158,25 @@ def check_state_dict(model: nn.Module, state: Mapping[str, torch.Tensor], source
                               "; ".join(problems))
 
 
+def non_finite_keys(state: Mapping[str, torch.Tensor]) -> list[str]:
+    """The names of the floating-point tensors in ``state`` holding a NaN or an infinity."""
+    return [k for k, v in state.items()
+            if isinstance(v, torch.Tensor) and v.is_floating_point()
+            and not bool(torch.isfinite(v).all())]
+
+
+def check_finite(state: Mapping[str, torch.Tensor], source: str = "") -> None:
+    """Raise a ``CheckpointError`` naming the parameters with NaN or infinite values: such
+    weights restore nothing (black images), so they are refused instead of loaded."""
+    bad = non_finite_keys(state)
+    if bad:
+        where = f" {source}" if source else ""
+        raise CheckpointError(
+            f"checkpoint{where} holds non-finite values (NaN or inf) in {len(bad)} "
+            f"parameter(s): {_describe(bad)}; it is unusable (a diverged training?); use an "
+            "earlier checkpoint")
+
+
 def load_weights(model: nn.Module, checkpoint: str | os.PathLike | Mapping) -> str:
     """Load a checkpoint (path or loaded dict) strictly into ``model``; returns its layout.
 
@@ -168,6 +187,7 @@ def load_weights(model: nn.Module, checkpoint: str | os.PathLike | Mapping) -> s
     ckpt = checkpoint if isinstance(checkpoint, Mapping) else read_checkpoint(checkpoint)
     layout, state = detect_layout(ckpt)
     check_state_dict(model, state, source)
+    check_finite(state, source)
     model.load_state_dict(state, strict=True)
     return layout
 

@@ -1,14 +1,28 @@
-"""Training: the loop, checkpoints, distributed set-up."""
+"""Training: the loop, checkpoints, distributed set-up, the run directory."""
 
 from .checkpointing import atomic_save, export_weights, load_training_state
-from .trainer import NonFiniteLossError, RunDirError, Trainer, train
+from .errors import (
+    CheckpointWriteError,
+    NonFiniteLossError,
+    ResumeConfigError,
+    RunDirError,
+    RunLockedError,
+    TrainingInterrupted,
+)
+from .trainer import StopNow, Trainer, stored_config, train
 
 __all__ = [
+    "CheckpointWriteError",
     "NonFiniteLossError",
+    "ResumeConfigError",
     "RunDirError",
+    "RunLockedError",
+    "StopNow",
     "Trainer",
+    "TrainingInterrupted",
     "atomic_save",
     "export_weights",
     "load_training_state",
+    "stored_config",
     "train",
 ]

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import random
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -11,22 +13,48 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..models.checkpoint import read_checkpoint, release_checkpoint
+from ..models.checkpoint import (
+    CheckpointError,
+    check_finite,
+    read_checkpoint,
+    release_checkpoint,
+)
+from .errors import CheckpointWriteError
 
 
 def atomic_save(obj: Any, path: str | os.PathLike) -> None:
-    """``torch.save`` to a temporary file in the same folder, then rename over ``path``: a
-    crash mid-write never leaves a truncated checkpoint behind."""
+    """``torch.save`` to a temporary file in the same folder, flushed to disk, then renamed over
+    ``path``: a crash mid-write never leaves a truncated checkpoint behind. A failed write (disk
+    full, ...) raises ``CheckpointWriteError`` and leaves the previous ``path`` as it was."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
     try:
-        torch.save(obj, tmp)
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
         os.replace(tmp, path)
+    except (OSError, RuntimeError) as err:  # torch reports a short write as a RuntimeError
+        raise CheckpointWriteError(_write_failure(path, err)) from err
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+
+
+def _write_failure(path: Path, err: BaseException) -> str:
+    free = ""
+    try:
+        free_bytes = shutil.disk_usage(path.parent).free
+        free = f" ({free_bytes / 2**20:.0f} MiB free there)"
+    except OSError:
+        free_bytes = None
+    full = (isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT)
+            or (free_bytes is not None and free_bytes < 2**20))
+    reason = "the disk (or quota) is full" if full else f"{type(err).__name__}: {err}"
+    kept = f"; the previous {path.name} is intact" if path.exists() else ""
+    return (f"cannot write checkpoint {path}: {reason}{free}{kept}. Free some space, then "
+            "continue with --resume")
 
 
 def rng_state() -> dict:
@@ -57,8 +85,14 @@ def set_rng_state(state: dict) -> None:
 
 
 def load_training_state(path: str | os.PathLike) -> dict:
-    """A training checkpoint written by the trainer (``weights_only`` load)."""
-    return read_checkpoint(path)
+    """A training checkpoint written by the trainer (``weights_only`` load); one with
+    non-finite weights is refused (``CheckpointError`` naming the parameters)."""
+    state = read_checkpoint(path)
+    if not isinstance(state.get("model"), dict) or "progress" not in state:
+        raise CheckpointError(f"{path} is not a training checkpoint of this trainer (no "
+                              "'model' and 'progress')")
+    check_finite(state["model"], str(path))
+    return state
 
 
 def export_weights(model: torch.nn.Module, out_dir: str | os.PathLike, epoch: int = 0
@@ -66,11 +100,12 @@ def export_weights(model: torch.nn.Module, out_dir: str | os.PathLike, epoch: in
     """Write the weights in the release's checkpoint layout (.pth) and as safetensors."""
     from safetensors.torch import save_file
 
+    state = model.state_dict()
+    check_finite(state, "to export")  # never export weights that restore nothing
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     release = out_dir / "release_layout.pth"
     atomic_save(release_checkpoint(model, epoch), release)
     tensors = out_dir / "weights.safetensors"
-    save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
-              str(tensors))
+    save_file({k: v.detach().cpu().contiguous() for k, v in state.items()}, str(tensors))
     return {"release": release, "safetensors": tensors}

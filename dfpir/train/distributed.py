@@ -65,3 +65,13 @@ def all_reduce_mean(value: torch.Tensor, ctx: DistContext) -> torch.Tensor:
         dist.all_reduce(value)
         value /= ctx.world_size
     return value
+
+
+def any_rank(flag: bool, ctx: DistContext) -> bool:
+    """Whether ``flag`` is true on any process (one tiny all-reduce): all ranks stop at the
+    same step when only some received a signal."""
+    if not ctx.distributed:
+        return flag
+    value = torch.tensor([float(flag)], device=ctx.device)
+    dist.all_reduce(value, op=dist.ReduceOp.MAX)
+    return bool(value.item())

@@ -8,6 +8,7 @@ import logging
 import math
 import signal
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -18,7 +19,15 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from ..allocator import keep_freed_memory
-from ..config import ConfigError, ExperimentConfig, StageConfig, config_to_dict, save_config
+from ..config import (
+    ConfigError,
+    ExperimentConfig,
+    StageConfig,
+    apply_override,
+    build_dataclass,
+    config_to_dict,
+    save_config,
+)
 from ..data import (
     DataError,
     build_test_datasets,
@@ -27,8 +36,8 @@ from ..data import (
     loader_workers,
     seed_worker,
 )
-from ..errors import DfpirError, TrainingError
 from ..models import DFPIR
+from ..models.checkpoint import check_state_dict, non_finite_keys
 from ..prompts import DEGRADATIONS, PromptBank, build_encoder
 from .checkpointing import (
     atomic_save,
@@ -37,19 +46,34 @@ from .checkpointing import (
     rng_state,
     set_rng_state,
 )
-from .distributed import DistContext, all_reduce_mean, setup, teardown
+from .distributed import DistContext, all_reduce_mean, any_rank, setup, teardown
+from .errors import NonFiniteLossError, RunDirError, TrainingInterrupted
+from .rundir import (
+    RunLock,
+    clear_owned_files,
+    config_changes,
+    record_changes,
+    refuse_changes,
+    remove_stale_temporaries,
+)
 from .sampler import EpochSampler
 from .validation import validate, write_comparison_figure, write_results_table
 
 logger = logging.getLogger(__name__)
 
 
-class NonFiniteLossError(TrainingError):
-    """The loss became NaN or infinite; the run stops and keeps its last good checkpoint."""
+class _AbortValidation(KeyboardInterrupt):  # noqa: N818 (internal control flow)
+    """A first SIGINT/SIGTERM during a validation: skip it, save, stop."""
 
 
-class RunDirError(DfpirError, RuntimeError):
-    """The run directory already holds a run and neither resume nor overwrite was asked for."""
+class StopNow(KeyboardInterrupt):  # noqa: N818 (like KeyboardInterrupt)
+    """A second SIGINT/SIGTERM: stop at once. A ``KeyboardInterrupt`` so that no ``except
+    Exception`` holds it up; the atomic writes keep every checkpoint whole."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(f"second {signal.Signals(signum).name}: stopped at once")
+        self.signum = signum
+        self.exit_code = 128 + signum
 
 
 @dataclasses.dataclass
@@ -91,24 +115,99 @@ def process_batch_size(batch_size: int, world_size: int, is_global: bool) -> int
     return batch_size // world_size
 
 
-class Trainer:
-    """Trains a DFPIR as an ``ExperimentConfig`` says, writing everything under ``run_dir``."""
+def stored_config(run_dir: str | Path, overrides: list[str] | tuple[str, ...] = ()
+                  ) -> ExperimentConfig:
+    """The config stored in a run's ``checkpoints/latest.pt`` (with ``--set`` overrides): what
+    ``--resume`` continues with when no config is given."""
+    latest = Path(run_dir) / "checkpoints" / "latest.pt"
+    if not latest.is_file():
+        raise RunDirError(_no_checkpoint_message(Path(run_dir)))
+    return _config_of(load_training_state(latest), latest, overrides)
 
-    def __init__(self, cfg: ExperimentConfig, run_dir: str | Path, resume: bool = False,
-                 overwrite: bool = False, ctx: DistContext | None = None) -> None:
-        self.cfg = cfg
+
+def _config_of(state: dict, latest: Path, overrides=()) -> ExperimentConfig:
+    raw = state.get("config")
+    if not isinstance(raw, dict):
+        raise RunDirError(f"{latest} stores no config; it was not written by this trainer")
+    raw = dict(raw)
+    origin = {key: f"the config stored in {latest}" for key in raw}
+    for override in overrides:
+        apply_override(raw, override, origin)
+    return build_dataclass(ExperimentConfig, raw, "", origin)
+
+
+def _no_checkpoint_message(run_dir: Path) -> str:
+    latest = run_dir / "checkpoints" / "latest.pt"
+    if (run_dir / "config.yaml").is_file():
+        return (f"--resume: no checkpoint at {latest}: the run was stopped before its first "
+                "checkpoint; start it again with --overwrite")
+    return f"--resume: no checkpoint at {latest}; {run_dir} holds no run (is --run-dir right?)"
+
+
+class Trainer:
+    """Trains a DFPIR as an ``ExperimentConfig`` says, writing everything under ``run_dir``.
+
+    The run directory is locked for the trainer's life (``close`` releases it, ``run`` calls
+    it); nothing is written there before every check has passed (config values, run directory,
+    resumed checkpoint and config, data). ``resume`` continues ``checkpoints/latest.pt`` with
+    the run's stored config: ``cfg`` may differ from it only in ``rundir.RESUMABLE_KEYS``
+    unless ``resume_with_changes``; changes are recorded in ``config_changes.yaml``.
+    """
+
+    def __init__(self, cfg: ExperimentConfig | None, run_dir: str | Path, resume: bool = False,
+                 overwrite: bool = False, ctx: DistContext | None = None,
+                 resume_with_changes: bool = False) -> None:
         self.run_dir = Path(run_dir)
         self.ckpt_dir = self.run_dir / "checkpoints"
-        self.ctx = ctx or setup(cfg.train.device)
         self.progress = Progress()
-        self._check_run_dir(resume, overwrite)
         self.stop_requested = False
+        self.stop_signal: int | None = None
+        self._validating = False
+        self._latest_step: int | None = None  # global step of the latest.pt on disk
+        self.writer = None
+        self.lock = RunLock(self.run_dir)
+        if resume and overwrite:
+            raise RunDirError("--resume and --overwrite exclude each other")
+        if resume and not (self.ckpt_dir / "latest.pt").is_file():
+            raise RunDirError(_no_checkpoint_message(self.run_dir))
+        if cfg is None and not resume:
+            raise ConfigError("a new run needs a config (--config)")
+        self.ctx = ctx or setup((cfg or stored_config(self.run_dir)).train.device)
+        if self.ctx.is_main:
+            self.lock.acquire()  # before anything is written
+        try:
+            self._setup(cfg, resume, overwrite, resume_with_changes)
+        except BaseException:
+            self.close()
+            raise
 
+    def _setup(self, cfg: ExperimentConfig | None, resume: bool, overwrite: bool,
+               resume_with_changes: bool) -> None:
+        latest = self.ckpt_dir / "latest.pt"
+        state, changes = None, {}
+        if resume:
+            state = load_training_state(latest)  # refuses non-finite weights
+            stored = _config_of(state, latest)
+            cfg = cfg or stored
+            changes = config_changes(config_to_dict(stored), config_to_dict(cfg))
+            if not resume_with_changes:
+                refuse_changes(changes)
+        elif self.ctx.is_main and (self.run_dir / "config.yaml").exists() and not overwrite:
+            first = "" if latest.is_file() else (
+                " (stopped before its first checkpoint, so --resume cannot continue it)")
+            raise RunDirError(
+                f"{self.run_dir} already holds a run{first}; pass --resume to continue it or "
+                "--overwrite to start again there"
+            )
+        self.cfg = cfg
         if self.ctx.device.type == "cpu" and cfg.train.keep_freed_memory:
             keep_freed_memory()  # ~25% faster CPU steps: no page faults on every activation
         torch.manual_seed(cfg.seed)  # same initial weights on every rank
         self.model = DFPIR(cfg.model).to(self.ctx.device)
         torch.manual_seed(cfg.seed + self.ctx.rank)  # per-rank streams from here on
+        if state is not None:
+            check_state_dict(self.model, state["model"], str(latest))
+            self.model.load_state_dict(state["model"])
         if cfg.train.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.net = self.model
@@ -133,45 +232,56 @@ class Trainer:
         self.bank = PromptBank(build_encoder(cfg.prompts, self.ctx.device), tasks,
                                cfg.prompts.style)
         self.test_sets = build_test_datasets(cfg.data)
+        first_stage = Progress(**state["progress"]).stage if state is not None else 0
+        self._train_sets = {i: self._check_stage(i) for i in
+                            range(first_stage, len(cfg.train.stages))}
         self.input_scores: dict[tuple[str, int], tuple[float, float]] = {}
-        self.writer = None
-        self._make_run_dir(overwrite)
-        if self.ctx.is_main:
-            from torch.utils.tensorboard import SummaryWriter
-
-            self.writer = SummaryWriter(str(self.run_dir / "tensorboard"))
-            save_config(cfg, self.run_dir / "config.yaml")
         self.optimizer: torch.optim.Optimizer | None = None
         self.scheduler = None
         self.classifier_state: dict | None = None  # the degradation classifier (ours), once trained
-        if resume:
-            self._resume()
+
+        # every check passed: from here on the run directory is written
+        if self.ctx.is_main:
+            if overwrite:
+                for path in clear_owned_files(self.run_dir):
+                    logger.info("--overwrite: removed %s", path)
+            remove_stale_temporaries(self.run_dir)
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.writer = SummaryWriter(str(self.run_dir / "tensorboard"))
+            if not resume:
+                save_config(cfg, self.run_dir / "config.yaml")
+            elif changes:
+                path = record_changes(self.run_dir, changes, state["progress"]["global_step"],
+                                      resume_with_changes)
+                logger.warning("resumed with config changes (recorded in %s): %s", path,
+                               ", ".join(changes))
+        if state is not None:
+            self._resume(state)
+
+    def close(self) -> None:
+        """Flush TensorBoard and release the run directory's lock (idempotent)."""
+        if self.writer:
+            self.writer.close()
+            self.writer = None
+        self.lock.release()
 
     # ------------------------------------------------------------------ setup helpers
 
     def _test_tasks(self) -> set[str]:
         return {t.task for t in self.cfg.data.test_sets}
 
-    def _check_run_dir(self, resume: bool, overwrite: bool) -> None:
-        latest = self.ckpt_dir / "latest.pt"
-        if resume:
-            if not latest.is_file():
-                raise RunDirError(f"--resume: no checkpoint at {latest}")
-            return
-        if (self.run_dir / "config.yaml").exists() and not overwrite:
-            raise RunDirError(
-                f"{self.run_dir} already holds a run; pass --resume to continue it or "
-                "--overwrite to start again there"
-            )
-
-    def _make_run_dir(self, overwrite: bool) -> None:
-        """Create the run directory: only once the config, device, data and prompts have all
-        been checked, so a bad command leaves nothing on disk."""
-        latest = self.ckpt_dir / "latest.pt"
-        if self.ctx.is_main:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
-            if overwrite and latest.exists():
-                latest.unlink()
+    def _check_stage(self, index: int):
+        """The training set of stage ``index``, checked to give at least one full batch: every
+        stage is checked before the first starts."""
+        stage = self.cfg.train.stages[index]
+        dataset = self._train_set(stage)
+        if stage.epochs and self._iters_per_epoch(len(dataset), stage) == 0:
+            raise ConfigError(
+                f"train.stages[{index}] ({stage.name!r}): {len(dataset)} training samples give "
+                f"no full batch of {self._batch(stage)} per process (of {self.ctx.world_size}); "
+                "lower its batch_size or add data")
+        return dataset
 
     def _make_optimizer(self, stage: StageConfig, iters_per_epoch: int) -> None:
         t = self.cfg.train
@@ -193,6 +303,35 @@ class Trainer:
         if t.scheduler_step not in ("epoch", "iteration"):
             raise ValueError(f"train.scheduler_step must be 'epoch' or 'iteration', "
                              f"got {t.scheduler_step!r}")
+
+    def _apply_changed_hyperparameters(self, stage: StageConfig, pending: dict) -> None:
+        """After loading a mid-stage optimizer/scheduler state (which carries the old values),
+        apply what ``--resume-with-changes`` changed: betas, weight decay, the stage's lr (the
+        schedule is recomputed at its current step from the new lr)."""
+        t = self.cfg.train
+        for group in self.optimizer.param_groups:
+            group["betas"], group["weight_decay"] = tuple(t.betas), t.weight_decay
+        stored = pending.get("config", {}).get("train", {})
+        try:
+            old_lr = stored["stages"][self.progress.stage]["lr"]
+            old_eta = stored["eta_min"]
+        except (KeyError, IndexError, TypeError):
+            return
+        if old_lr == stage.lr and old_eta == t.eta_min:
+            return  # unchanged: keep the loaded state bit for bit
+        sched, step = self.scheduler, self.scheduler.last_epoch
+        if isinstance(sched, torch.optim.lr_scheduler.CosineAnnealingLR):
+            sched.eta_min = t.eta_min
+            lr = t.eta_min + (stage.lr - t.eta_min) * (1 + math.cos(math.pi * step
+                                                                     / sched.T_max)) / 2
+        else:
+            lr = stage.lr
+        sched.base_lrs = [stage.lr] * len(self.optimizer.param_groups)
+        for group in self.optimizer.param_groups:
+            group["initial_lr"], group["lr"] = stage.lr, lr
+        sched._last_lr = [lr] * len(self.optimizer.param_groups)
+        logger.info("resumed with lr %g (was %g): lr now %g at scheduler step %d", stage.lr,
+                    old_lr, lr, step)
 
     @staticmethod
     def _stage_iters(stage: StageConfig, iters_per_epoch: int) -> int:
@@ -235,17 +374,61 @@ class Trainer:
         }
 
     def save(self, *names: str) -> None:
-        """Write the current state as ``checkpoints/<name>.pt`` for each name (rank 0 only)."""
+        """Write the current state as ``checkpoints/<name>.pt`` for each name (rank 0 only).
+        Non-finite weights are never written: ``NonFiniteLossError`` instead."""
         if not self.ctx.is_main:
             return
         state = self._state()
+        bad = non_finite_keys(state["model"])
+        if bad:
+            raise NonFiniteLossError(
+                f"the weights became non-finite (NaN or inf) in {len(bad)} parameter(s), e.g. "
+                f"{bad[0]}, by global step {self.progress.global_step}; {', '.join(names)} not "
+                f"written. {self._last_good()}")
+        check = self._loss_after_step()
+        if check is not None and not math.isfinite(check):
+            raise NonFiniteLossError(
+                f"the weights after global step {self.progress.global_step} give a non-finite "
+                f"loss ({check}) on that step's batch: the step diverged; {', '.join(names)} "
+                f"not written. {self._last_good()}")
         for name in names:
             atomic_save(state, self.ckpt_dir / f"{name}.pt")
+            if name == "latest":
+                self._latest_step = self.progress.global_step
 
-    def _resume(self) -> None:
-        state = load_training_state(self.ckpt_dir / "latest.pt")
-        self.model.load_state_dict(state["model"])
+    @torch.no_grad()
+    def _loss_after_step(self) -> float | None:
+        """The loss of the last training batch under the current weights: a step can leave
+        finite weights that no longer give finite outputs (a runaway lr), and those must not
+        become a checkpoint. One forward per save; ``None`` before the first step."""
+        batch = getattr(self, "_last_batch", None)
+        if batch is None:
+            return None
+        degraded, clean, tasks = batch
+        t = self.cfg.train
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            with torch.autocast(self.ctx.device.type, dtype=torch.bfloat16, enabled=t.bf16):
+                restored = self.model(degraded, self.bank(tasks, self.ctx.device))
+            return float(compute_loss(t.loss, restored.float(), clean))
+        finally:
+            self.model.train(was_training)
+
+    def _last_good(self) -> str:
+        """Where to go on after a divergence: the last good checkpoint that exists, if any."""
+        latest = self.ckpt_dir / "latest.pt"
+        lr = f"train.stages[{self.progress.stage}].lr"
+        if latest.is_file():
+            step = f" (global step {self._latest_step})" if self._latest_step is not None else ""
+            return (f"The last good checkpoint is {latest}{step}; continue from it with "
+                    f"--resume --resume-with-changes and a lower {lr}, or train.grad_clip")
+        return (f"No checkpoint was written yet ({latest} does not exist); start again with "
+                f"--overwrite and a lower {lr}, or train.grad_clip")
+
+    def _resume(self, state: dict) -> None:
         self.progress = Progress(**state["progress"])
+        self._latest_step = self.progress.global_step
         self._pending = state  # optimizer and scheduler are rebuilt when their stage starts
         set_rng_state(state["rng"])
         self.classifier_state = state.get("classifier")
@@ -254,37 +437,59 @@ class Trainer:
 
     # ------------------------------------------------------------------ the loop
 
-    def _request_stop(self, *_) -> None:
+    def _on_signal(self, signum: int, _frame) -> None:
+        """SIGINT/SIGTERM: stop at the next step boundary after saving ``latest.pt``; a
+        validation under way is skipped; a second signal stops at once."""
+        if self.stop_signal is not None:
+            raise StopNow(signum)
         self.stop_requested = True
+        self.stop_signal = signum
+        logger.warning("%s: saving latest.pt at the next step boundary, then stopping (send "
+                       "it again to stop at once)", signal.Signals(signum).name)
+        if self._validating:
+            raise _AbortValidation()
+
+    def _stopped(self) -> TrainingInterrupted:
+        latest = self.ckpt_dir / "latest.pt"
+        by = signal.Signals(self.stop_signal).name if self.stop_signal else "a stop request"
+        return TrainingInterrupted(
+            f"stopped by {by}: {latest} holds global step {self.progress.global_step}; "
+            f"continue with --resume --run-dir {self.run_dir}", self.stop_signal)
 
     def run(self) -> dict[str, dict[str, float]]:
-        """Train every remaining stage; returns the final validation metrics."""
-        previous = signal.signal(signal.SIGINT, self._request_stop)
+        """Train every remaining stage; returns the final validation metrics. A stop request
+        (SIGINT, SIGTERM) saves ``latest.pt`` and raises ``TrainingInterrupted``."""
+        handle = threading.current_thread() is threading.main_thread()
+        previous = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)
+                    } if handle else {}
         try:
             for index in range(self.progress.stage, len(self.cfg.train.stages)):
                 self.progress.stage = index
-                if not self._run_stage(self.cfg.train.stages[index]):
-                    return {}
+                if not self._run_stage(self.cfg.train.stages[index], index):
+                    raise self._stopped()
                 self.progress.stage, self.progress.epoch, self.progress.iteration = index + 1, 0, 0
                 self.save("latest", f"stage{index + 1}_{self.cfg.train.stages[index].name}")
             if self.cfg.classifier.enabled and self.classifier_state is None:
                 self._train_classifier()
             results = self.validate(final=True)
+            if self.stop_requested:
+                raise self._stopped()
             if self.ctx.is_main:
                 export_weights(self.model, self.run_dir / "export")
             return results
         finally:
-            signal.signal(signal.SIGINT, previous)
-            if self.writer:
-                self.writer.close()
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+            self.close()
 
-    def _run_stage(self, stage: StageConfig) -> bool:
+    def _run_stage(self, stage: StageConfig, index: int) -> bool:
         p = self.progress
-        dataset = self._train_set(stage)
+        if stage.epochs == 0:
+            return True
+        dataset = self._train_sets.pop(index, None)
+        if dataset is None:
+            dataset = self._check_stage(index)
         iters_per_epoch = self._iters_per_epoch(len(dataset), stage)
-        if iters_per_epoch == 0:
-            raise TrainingError(f"stage {stage.name!r}: {len(dataset)} training samples give no "
-                                f"full batch of {self._batch(stage)} per process")
         self._log_batch(stage)
         self._make_optimizer(stage, iters_per_epoch)
         pending = getattr(self, "_pending", None)
@@ -292,6 +497,7 @@ class Trainer:
         if pending is not None and pending["optimizer"] is not None and mid_stage:
             self.optimizer.load_state_dict(pending["optimizer"])
             self.scheduler.load_state_dict(pending["scheduler"])
+            self._apply_changed_hyperparameters(stage, pending)
         self._pending = None
         stage_iters = self._stage_iters(stage, iters_per_epoch)
         done = p.epoch * iters_per_epoch + p.iteration
@@ -328,6 +534,7 @@ class Trainer:
         try:
             for batch in loader:
                 done = self._train_batch(batch, stage, iters_per_epoch, start, bar)
+                self.stop_requested = any_rank(self.stop_requested, self.ctx)
                 if self.stop_requested or done >= stage_iters or p.iteration >= iters_per_epoch:
                     break
         except RuntimeError:
@@ -395,14 +602,23 @@ class Trainer:
             raise NonFiniteLossError(
                 f"non-finite loss {loss.item()} at stage {self.progress.stage + 1} epoch "
                 f"{self.progress.epoch + 1} iteration {self.progress.iteration + 1} (global step "
-                f"{self.progress.global_step + 1}), batch tasks {sorted(set(tasks))}; the last "
-                f"good checkpoint is kept in {self.ckpt_dir}"
+                f"{self.progress.global_step + 1}), batch tasks {sorted(set(tasks))}. "
+                f"{self._last_good()}"
             )
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        grads = [q.grad for q in self.model.parameters() if q.grad is not None]
         if t.grad_clip:
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), t.grad_clip)
+            norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), t.grad_clip)
+        else:
+            norm = torch.nn.utils.get_total_norm(grads)
+        if not torch.isfinite(norm):  # never step (nor save) on a non-finite gradient
+            raise NonFiniteLossError(
+                f"non-finite gradient norm {norm.item()} at stage {self.progress.stage + 1} "
+                f"global step {self.progress.global_step + 1} (loss {loss.item():.4g}); the "
+                f"weights were not updated. {self._last_good()}")
         self.optimizer.step()
+        self._last_batch = (degraded, clean, tasks)
         return float(all_reduce_mean(loss.detach(), self.ctx))
 
     def _train_classifier(self) -> None:
@@ -449,8 +665,9 @@ class Trainer:
         return saved
 
     def validate(self, final: bool = False) -> dict[str, dict[str, float]]:
-        """Metrics on the configured test sets (rank 0), logged and used for 'best'."""
-        if not self.ctx.is_main or not self.test_sets:
+        """Metrics on the configured test sets (rank 0), logged and used for 'best'. A signal
+        during it skips it (returns ``{}``)."""
+        if not self.ctx.is_main or not self.test_sets or self.stop_requested:
             self.ctx.barrier()
             return {}
         limit = 0 if final else self.cfg.train.val_max_images
@@ -459,9 +676,17 @@ class Trainer:
             from ..blind import DegradationClassifier
 
             classifier = DegradationClassifier.from_state(self.classifier_state)
-        results, samples = validate(self.model, self.test_sets, self.bank, self.ctx.device,
-                                    limit, self.cfg.train.sample_images, self.cfg.eval,
-                                    self.input_scores, classifier)
+        self._validating = True
+        try:
+            results, samples = validate(self.model, self.test_sets, self.bank, self.ctx.device,
+                                        limit, self.cfg.train.sample_images, self.cfg.eval,
+                                        self.input_scores, classifier)
+        except _AbortValidation:
+            logger.warning("validation skipped")
+            self.ctx.barrier()
+            return {}
+        finally:
+            self._validating = False
         step = self.progress.global_step
         for name, metrics in results.items():
             for key, value in metrics.items():
@@ -482,18 +707,30 @@ class Trainer:
             self.save("best")
         if final:
             table = write_results_table(results, self.run_dir / "final_results.md")
-            write_comparison_figure(self.model, self.test_sets, self.bank, self.ctx.device,
-                                    self.run_dir / "comparison.png")
+            self._validating = True
+            try:
+                write_comparison_figure(self.model, self.test_sets, self.bank, self.ctx.device,
+                                        self.run_dir / "comparison.png")
+            except _AbortValidation:
+                logger.warning("comparison figure skipped")
+            finally:
+                self._validating = False
             print("\n" + table, flush=True)
         self.ctx.barrier()
         return results
 
 
-def train(cfg: ExperimentConfig, run_dir: str | Path, resume: bool = False,
-          overwrite: bool = False) -> dict[str, dict[str, float]]:
-    """Set up (one process or a ``torchrun`` group), train, tear down."""
+def train(cfg: ExperimentConfig | None, run_dir: str | Path, resume: bool = False,
+          overwrite: bool = False, resume_with_changes: bool = False
+          ) -> dict[str, dict[str, float]]:
+    """Set up (one process or a ``torchrun`` group), train, tear down. ``cfg`` may be ``None``
+    with ``resume``: the run's stored config is used."""
+    if cfg is None and resume:
+        cfg = stored_config(run_dir)
+    if cfg is None:
+        raise ConfigError("a new run needs a config (--config)")
     ctx = setup(cfg.train.device)
     try:
-        return Trainer(cfg, run_dir, resume, overwrite, ctx).run()
+        return Trainer(cfg, run_dir, resume, overwrite, ctx, resume_with_changes).run()
     finally:
         teardown(ctx)
