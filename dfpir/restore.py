@@ -180,9 +180,21 @@ def collect_inputs(path: str | os.PathLike) -> list[Path]:
 
 def output_paths(inputs: Sequence[Path], out: Path, single_file: bool) -> list[Path]:
     """Where each restored image goes: ``out/<stem>.png`` (``<stem>_<ext>.png`` when two inputs
-    share a stem); a single input may name the output file itself (``--out result.png``)."""
-    if single_file and out.suffix.lower() == ".png":
+    share a stem); a single input may name the output file itself (``--out result.png``).
+    Raises ``DataError`` before any work for an output that cannot be written as asked."""
+    suffix = out.suffix.lower()
+    if single_file and suffix == ".png":
+        if out.is_dir():
+            raise DataError(f"--out {out} is a folder; name a .png file or a folder without "
+                            "the .png ending")
         return [out]
+    if suffix and is_image_file(out):
+        raise DataError(
+            f"--out {out}: restored images are written as PNG (16-bit and alpha kept); "
+            + ("name the output file .png" if single_file else
+               "a folder input needs an output folder"))
+    if out.exists() and not out.is_dir():
+        raise DataError(f"--out {out} is an existing file; expected an output folder")
     stems = [p.stem for p in inputs]
     return [out / (f"{p.stem}_{p.suffix.lstrip('.').lower()}.png" if stems.count(p.stem) > 1
                    else f"{p.stem}.png") for p in inputs]

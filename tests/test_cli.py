@@ -131,3 +131,26 @@ def test_python_m_dfpir_runs_a_command(tmp_path):
     assert done.returncode == 2
     assert done.stderr.strip().splitlines()[-1].startswith("error: train.loss")
     assert not (tmp_path / "run").exists()
+
+
+def test_output_paths_are_checked_before_any_work(tmp_path, capsys, tiny_checkpoint):
+    """Issue 11, item 6: an output that cannot be written as asked is an error before the model
+    is even loaded, and nothing is created."""
+    from dfpir.cli.eval import main as eval_main
+    from dfpir.cli.restore import main as restore_main
+
+    photo = tmp_path / "in.png"
+    write_image(photo, np.zeros((12, 12, 3), np.uint8))
+    taken = tmp_path / "report.txt"
+    taken.write_text("keep me")
+    assert eval_main(["--config", DEMO, "--ckpt", str(tiny_checkpoint), "--out", str(taken)]) == 2
+    assert "existing file" in one_error_line(capsys) and taken.read_text() == "keep me"
+    assert restore_main(["--ckpt", str(tiny_checkpoint), "-i", str(photo), "-o",
+                         str(tmp_path / "out.jpg"), "-d", "derain"]) == 2
+    assert "written as PNG" in one_error_line(capsys)
+    assert not (tmp_path / "out.jpg").exists()
+    for tile in (["--tile", "-5"], ["--tile", "16", "--tile-overlap", "16"]):
+        assert restore_main(["--ckpt", str(tiny_checkpoint), "-i", str(photo), "-o",
+                             str(tmp_path / "o"), "-d", "derain", *tile]) == 2
+        assert "--tile" in one_error_line(capsys)
+    assert not (tmp_path / "o").exists()

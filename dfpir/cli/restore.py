@@ -76,6 +76,12 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     """Restore the inputs: 0 when every image was restored, 1 when some failed (or, blind,
     were left unrestored as unsure)."""
+    for flag, value in (("--tile", args.tile), ("--tile-overlap", args.tile_overlap)):
+        if value is not None and value < 0:
+            raise ConfigError(f"{flag} must be >= 0 (--tile 0 = whole image), got {value}")
+    if args.tile and args.tile_overlap is not None and args.tile_overlap >= args.tile:
+        raise ConfigError(f"--tile ({args.tile}) must be larger than --tile-overlap "
+                          f"({args.tile_overlap})")
     if args.onnx and args.ckpt:
         raise ConfigError("give either --ckpt or --onnx, not both")
     if not args.onnx and not args.ckpt:
@@ -115,6 +121,9 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     tile = cfg.eval.tile if args.tile is None else args.tile
     overlap = cfg.eval.tile_overlap if args.tile_overlap is None else args.tile_overlap
+    if tile and overlap >= tile:
+        raise ConfigError(f"the tile ({tile}) must be larger than its overlap ({overlap}); "
+                          "give a larger --tile or a smaller --tile-overlap")
     amp = args.amp or getattr(cfg.eval, "amp", "none")
     summary = restore_files(
         loaded.model, prompt, inputs, outputs, device=device, tile=tile, overlap=overlap,
