@@ -177,18 +177,9 @@ def head_attention_logits(
         dots = torch.matmul(qf, kf.transpose(1, 2)).view(b, heads, c, heads, c)
         dots = dots.diagonal(dim1=1, dim2=3).permute(0, 3, 1, 2)
     eps = 1e-12  # F.normalize's
-    nq = _row_norms(qf).clamp_min(eps).view(b, heads, c, 1)
-    nk = _row_norms(kf).clamp_min(eps).view(b, heads, 1, c)
+    nq = torch.linalg.vector_norm(qf, dim=-1).clamp_min(eps).view(b, heads, c, 1)
+    nk = torch.linalg.vector_norm(kf, dim=-1).clamp_min(eps).view(b, heads, 1, c)
     return dots / (nq * nk).to(dots.dtype) * temperature
-
-
-def _row_norms(x: torch.Tensor) -> torch.Tensor:
-    """L2 norms of the rows of (B, C, N) ``x``. On channels_last maps the rows are strided and a
-    reduction over them is slow on the CPU; the diagonal of the Gram matrix ``x x^T`` (one GEMM
-    on the view) is several times faster there."""
-    if x.device.type == "cpu" and x.stride(-1) != 1:
-        return torch.matmul(x, x.transpose(1, 2)).diagonal(dim1=1, dim2=2).clamp_min(0).sqrt()
-    return torch.linalg.vector_norm(x, dim=-1)
 
 
 def project_heads(
