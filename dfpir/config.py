@@ -53,6 +53,7 @@ class TrainConfig:
 
     stages: list[StageConfig] = field(default_factory=_paper_stages)
     loss: str = "l1"  # l1 (the paper) | charbonnier
+    loss_weighting: str = "none"  # none (the paper) | input: each item's loss / its input's loss
     betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
     weight_decay: float = 0.0
     scheduler: str = "cosine"  # cosine (the release) | constant
