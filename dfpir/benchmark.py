@@ -33,6 +33,7 @@ class BenchResult:
     peak_mem_mib: float | None = None
     forward_tflops: float | None = None
     train_tflops: float | None = None
+    compile_s: float | None = None  # warm-up seconds of a compiled model (compilation)
 
 
 def count_params(model: torch.nn.Module) -> int:
@@ -40,13 +41,17 @@ def count_params(model: torch.nn.Module) -> int:
 
 
 def forward_flops(model: DFPIR, size: int, batch: int = 1, prompt_dim: int = 512) -> float:
-    """Forward FLOPs (multiply-add = 2) of one (batch, 3, size, size) input, on the CPU."""
-    x = torch.zeros(batch, model.config.in_channels, size, size)
-    prompt = torch.zeros(batch, prompt_dim)
-    model = model.cpu()
+    """Forward FLOPs (multiply-add = 2) of one (batch, 3, size, size) input.
+
+    Counted on the model's device for one image and scaled by ``batch`` (every operation of
+    the network is per sample), so a large batch costs no long CPU run.
+    """
+    device = next(model.parameters()).device
+    x = torch.zeros(1, model.config.in_channels, size, size, device=device)
+    prompt = torch.zeros(1, prompt_dim, device=device)
     with FlopCounterMode(display=False) as counter, torch.no_grad():
         model(x, prompt)
-    return float(counter.get_total_flops())
+    return float(counter.get_total_flops()) * batch
 
 
 _sync = sync_device  # the project's one device sync (dfpir.inference)
@@ -60,17 +65,21 @@ def _peak_memory_mib(device: torch.device) -> float:
     return peak / (2**20 if sys.platform == "darwin" else 2**10)
 
 
-def _time(step, device: torch.device, warmup: int, iters: int, min_seconds: float) -> float:
-    """Seconds per call of ``step``, after warm-up; runs at least ``iters`` calls."""
+def _time(step, device: torch.device, warmup: int, iters: int, min_seconds: float
+          ) -> tuple[float, float]:
+    """Seconds per call of ``step`` after warm-up (at least ``iters`` calls), and the seconds
+    the warm-up took (compilation, autotuning)."""
+    start = time.perf_counter()
     for _ in range(warmup):
         step()
     _sync(device)
+    warmup_s = time.perf_counter() - start
     n, start = 0, time.perf_counter()
     while n < iters or time.perf_counter() - start < min_seconds:
         step()
         n += 1
     _sync(device)
-    return (time.perf_counter() - start) / n
+    return (time.perf_counter() - start) / n, warmup_s
 
 
 def benchmark(
@@ -90,8 +99,8 @@ def benchmark(
     """Time forward (no grad) and forward+backward of ``model`` on random inputs."""
     device = torch.device(device)
     params = count_params(model)
-    flops = forward_flops(model, size, batch, model.config.prompt_dim)
     model = model.to(device)
+    flops = forward_flops(model, size, batch, model.config.prompt_dim)
     x = torch.rand(batch, model.config.in_channels, size, size, device=device)
     prompt = torch.randn(batch, model.config.prompt_dim, device=device)
     if channels_last:
@@ -119,12 +128,15 @@ def benchmark(
         channels_last, compile,
     )
     model.eval()
-    t_fwd = _time(forward_step, device, warmup, iters, min_seconds)
+    t_fwd, compile_s = _time(forward_step, device, warmup, iters, min_seconds)
     result.forward_ips = batch / t_fwd
     if train:
         model.train()
-        t_train = _time(train_step, device, warmup, iters, min_seconds)
+        t_train, warmup_s = _time(train_step, device, warmup, iters, min_seconds)
         result.train_ips = batch / t_train
+        compile_s += warmup_s
+    if compile:
+        result.compile_s = compile_s
     result.peak_mem_mib = _peak_memory_mib(device)
     if device.type == "cuda":
         result.forward_tflops = flops / t_fwd / 1e12

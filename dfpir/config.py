@@ -42,6 +42,7 @@ __all__ = [
 ]
 
 Loss = Literal["l1", "charbonnier"]
+LossWeighting = Literal["none", "input"]
 Scheduler = Literal["cosine", "constant"]
 SchedulerStep = Literal["epoch", "iteration"]
 Amp = Literal["none", "bf16", "fp16"]
@@ -99,6 +100,7 @@ class TrainConfig:
 
     stages: list[StageConfig] = field(default_factory=_paper_stages)
     loss: Loss = "l1"  # l1 (the paper) | charbonnier
+    loss_weighting: LossWeighting = "none"  # none (the paper) | input: loss / its input's loss
     betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
     weight_decay: float = 0.0
     scheduler: Scheduler = "cosine"  # cosine (the release) | constant

@@ -77,6 +77,7 @@ def test_config_builds_model_datasets_and_optimizer(path, data_root, one_thread)
 @pytest.mark.parametrize(("override", "key"), [
     ("train.scheduler=cosin", "train.scheduler"),
     ("train.loss=l3", "train.loss"),
+    ("train.loss_weighting=task", "train.loss_weighting"),
     ("train.scheduler_step=epochs", "train.scheduler_step"),
     ("eval.amp=fp8", "eval.amp"),
     ("prompts.encoder=clipp", "prompts.encoder"),

@@ -5,7 +5,7 @@
     dfpir restore   --ckpt CKPT --input photos/ --degradation derain
     dfpir prepare   --check --config configs/three_task.yaml
     dfpir visualize all --ckpt CKPT --out figures
-    dfpir benchmark | export | rank | export_prompts | benchmark_data
+    dfpir benchmark | export | rank | export_prompts | benchmark_data | device_report
 
 ``scripts/<name>.py`` are shims over the same modules. The same flag means the same thing in
 every command (``--config``, ``--set``, ``--ckpt``, ``--device``, ``--out``, ``--debug``); a user
@@ -37,6 +37,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "benchmark_onnx": ("benchmark_onnx", "onnxruntime against PyTorch on the CPU (onnx extra)"),
     "check_prompts": ("check_prompts", "how close the DGCPM channel orders are to changing"),
     "benchmark_data": ("benchmark_data", "training-crop throughput with and without the cache"),
+    "device_report": ("device_report", "throughput, end-to-end training and inference on one "
+                      "device (GPU), as a report"),
 }
 
 

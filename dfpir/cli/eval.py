@@ -13,9 +13,9 @@ from pathlib import Path
 
 from ..blind.cli import add_eval_arguments
 from ..blind.evaluation import blind_markdown
+from ..errors import ResultsError
 from ..evaluate import evaluate
 from ..loading import load_experiment
-from ..errors import ResultsError
 from ..report import write_report
 from ..tables import PAPER_LAYOUTS
 from .common import add_ckpt, add_config, add_device, add_override_arch, run_cli

@@ -8,7 +8,17 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .restormer import GDFN, LayerNorm, channel_attention_logits, merge_heads, split_heads
+from .restormer import (
+    GDFN,
+    LayerNorm,
+    channel_attention_logits,
+    channel_mix,
+    head_attention_logits,
+    merge_heads,
+    pointwise,
+    project_heads,
+    split_heads,
+)
 
 
 class DGM(nn.Module):
@@ -72,8 +82,7 @@ class DGCPM(nn.Module):
         w_perm = torch.empty_like(w_reduce).scatter_(2, index, w_reduce)
         weight = w_perm @ self.expand.weight.flatten(1).to(x.dtype)  # (B, C, C)
         bias = (w_perm @ self.expand.bias.to(x.dtype)[:, None]).squeeze(-1) + self.reduce.bias
-        out = weight @ x.flatten(2) + bias.to(x.dtype)[:, :, None]
-        return out.view_as(x) if x.is_contiguous() else out.reshape(x.shape)
+        return channel_mix(weight, x) + bias.to(x.dtype)[:, :, None, None]
 
     def forward_reference(self, x: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
         """The release's computation, step by step (for tests and reading)."""
@@ -138,6 +147,14 @@ class CAAPM(nn.Module):
         return int(self.gamma * per_head) if self.masked else per_head
 
     def forward(self, query: torch.Tensor, feature: torch.Tensor) -> torch.Tensor:
+        q = self.q_dwconv(pointwise(self.q, self.norm_q(query)))
+        k, v = self.kv_dwconv(pointwise(self.kv, self.norm_kv(feature))).chunk(2, dim=1)
+        logits = head_attention_logits(q, k, self.heads, self.temperature)
+        attn = keep_top_k(logits, self.top_k).softmax(dim=-1)
+        return project_heads(self.project_out, attn, v, self.scale)
+
+    def forward_reference(self, query: torch.Tensor, feature: torch.Tensor) -> torch.Tensor:
+        """The release's computation, step by step (for tests and reading)."""
         _, _, h, w = feature.shape
         q = split_heads(self.q_dwconv(self.q(self.norm_q(query))), self.heads)
         k, v = (

@@ -13,7 +13,6 @@ import time
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from tqdm import tqdm
@@ -48,6 +47,7 @@ from .checkpointing import (
 )
 from .distributed import DistContext, all_reduce_mean, any_rank, setup, teardown
 from .errors import NonFiniteLossError, RunDirError, TrainingInterrupted
+from .losses import compute_loss, training_loss
 from .rundir import (
     RunLock,
     clear_owned_files,
@@ -86,14 +86,6 @@ class Progress:
     global_step: int = 0
     best_psnr: float = -math.inf
     test_best_psnr: float = -math.inf  # best mean test PSNR of train.select_on_test
-
-
-def compute_loss(kind: str, restored: torch.Tensor, clean: torch.Tensor) -> torch.Tensor:
-    if kind == "l1":
-        return F.l1_loss(restored, clean)
-    if kind == "charbonnier":
-        return torch.sqrt((restored - clean) ** 2 + 1e-6).mean()
-    raise ValueError(f"train.loss must be 'l1' or 'charbonnier', got {kind!r}")
 
 
 def release_selects(mean_psnr: float, best_psnr: float, tolerance: float) -> bool:
@@ -597,7 +589,7 @@ class Trainer:
         prompts = self.bank(tasks, device)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=t.bf16):
             restored = self.net(degraded, prompts)
-        loss = compute_loss(t.loss, restored.float(), clean)
+        loss = training_loss(t.loss, t.loss_weighting, restored.float(), clean, degraded)
         if not torch.isfinite(loss):
             raise NonFiniteLossError(
                 f"non-finite loss {loss.item()} at stage {self.progress.stage + 1} epoch "

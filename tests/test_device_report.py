@@ -1,0 +1,110 @@
+"""The device report: the quick mode runs every section end to end on the CPU; the pieces
+(generated data root, recipe projection, OOM handling) do what they say."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from dfpir import device_report as dr
+from dfpir.cli import device_report as script
+from dfpir.config import load_config
+from dfpir.data import DataConfig, check_data, image_header
+from dfpir.data.config import TaskDataConfig
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_quick_report_end_to_end(tmp_path, capsys):
+    assert script.main(["--quick", "--out", str(tmp_path)]) == 0
+    md = (tmp_path / "device_report.md").read_text()
+    report = json.loads((tmp_path / "device_report.json").read_text())
+    for heading in ("#### Model throughput", "#### End-to-end training", "#### Inference"):
+        assert heading in md
+    # throughput: both models, every mode, numbers or a reason
+    rows = report["throughput"]
+    assert {r["model"] for r in rows} == {"DFPIR", "Restormer"}
+    assert {r["mode"] for r in rows} == {m[0] for m in dr.MODES}
+    measured = [r for r in rows if "skipped" not in r and "oom" not in r]
+    assert measured and all(r["train_img_s"] > 0 and r["forward_img_s"] > 0 for r in measured)
+    assert any("compile" in r["mode"] and "skipped" in r for r in rows)
+    # training: batch 5 with the cache off and on, all timed, the data wait a fraction
+    runs = report["training"]["runs"]
+    assert {(r["batch"], r["cache"]) for r in runs} >= {(5, False), (5, True)}
+    for r in runs:
+        assert r["iterations"] >= 1 and 0.0 <= r["data_wait_fraction"] < 1.0 and r["it_s"] > 0
+    recipes = [p["recipe"] for p in report["training"]["projections"]["fp32"]]
+    assert recipes == ["three_task", "five_task"]
+    assert "| fp32 | three_task |" in md and "waiting for data" in md
+    # inference: two sizes, whole and tiled, both precisions, bf16 compared with fp32
+    inf = report["inference"]
+    assert len({r["image"] for r in inf}) == 2 and {r["precision"] for r in inf} == {"fp32",
+                                                                                   "bf16"}
+    assert {str(r["tile"]) for r in inf} == {"whole", "32"}
+    assert all(r["seconds"] > 0 for r in inf)
+    assert all(r["psnr_bf16_vs_fp32"] > 20 for r in inf if r["precision"] == "bf16")
+    assert "PSNR bf16 vs fp32" in md and "wrote" in capsys.readouterr().out
+
+
+def test_missing_config_is_a_one_line_error(tmp_path, capsys):
+    assert script.main(["--quick", "--config", str(tmp_path / "nope.yaml"),
+                        "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error:") and "nope.yaml" in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_generated_root_passes_the_data_check_with_real_formats(tmp_path):
+    folders = dr.write_data_root(tmp_path, images=2, scale=0.1)
+    tasks = [TaskDataConfig(task=t, roots=[folders[t.split("_")[0]]])
+             for t in ("denoise_25", "derain", "dehaze", "deblur", "lowlight")]
+    report = check_data(DataConfig(data_root=str(tmp_path), train_tasks=tasks, test_sets=[]))
+    assert report.ok, report.format()
+    h, w, fmt = dr.REAL_IMAGE_SIZES["deblur"]
+    header = image_header(next((tmp_path / folders["deblur"] / "blur").iterdir()))
+    assert header[:2] in ((round(h * 0.1), round(w * 0.1)), (round(w * 0.1), round(h * 0.1)))
+    assert list((tmp_path / folders["dehaze"]).rglob("*.jpg"))
+
+
+def test_recipe_projection_counts_the_released_sets():
+    cfg = load_config(ROOT / "configs" / "three_task.yaml")
+    proj = dr.recipe_projection(cfg, {128: 0.01})
+    expected = sum(dr.RELEASE_TRAIN_IMAGES[t.task.split("_")[0]] * t.repeat
+                   for t in cfg.data.train_tasks)
+    assert proj["samples_per_epoch"] == expected
+    main, finetune = proj["stages"]
+    assert main["iterations"] == expected // 5 * 80
+    # 192x192 patches cost (192/128)^2 of a 128x128 one per sample
+    assert finetune["hours"] == pytest.approx(
+        finetune["iterations"] * 3 * 0.01 * (192 / 128) ** 2 / 3600, abs=0.01)
+    assert proj["hours"] == pytest.approx(main["hours"] + finetune["hours"], abs=0.02)
+
+
+def test_out_of_memory_becomes_a_row_not_a_crash(monkeypatch):
+    def oom(*args, **kwargs):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(dr, "benchmark", oom)
+    settings = dr.ReportSettings.for_quick()
+    settings.modes, settings.batches = ["fp32"], [2]
+    rows = dr.throughput(settings, torch.device("cpu"))
+    assert len(rows) == 2 and all("out of memory" in r["oom"].lower() for r in rows)
+    assert "out of memory" in dr.markdown({"settings": {"quick": True, "size": 32},
+                                           "environment": dr.environment(torch.device("cpu")),
+                                           "total_s": 0.0, "throughput": rows})
+    with pytest.raises(ValueError), dr._catch_oom(torch.device("cpu")):
+        raise ValueError("not a memory error")  # other errors pass through
+
+
+def test_bad_device_and_counts_are_one_line_errors(tmp_path, capsys):
+    from dfpir.cli import main as dfpir
+
+    for args in (["--device", "tpu"], ["--train-iters", "0"], ["--workers", "-1"]):
+        assert dfpir(["device_report", "--quick", "--out", str(tmp_path / "out"), *args]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("error:") and args[0] in err[0] \
+            or args[1] in err[0], err
+    assert not (tmp_path / "out").exists()

@@ -1,0 +1,92 @@
+"""The CPU fast paths of the model compute the release's function: fused attention, padded
+GDFN, 1x1 convolutions as GEMMs and channels_last maps, against the step-by-step forms."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from conftest import tiny_config
+
+from dfpir.models import CAAPM, DFPIR
+from dfpir.models.restormer import GDFN, MDTA, head_attention_logits, pointwise
+
+
+def _randomise(module: torch.nn.Module) -> None:
+    """Move the scalar parameters off their initial values so the tests see them act."""
+    with torch.no_grad():
+        for name, p in module.named_parameters():
+            if "temperature" in name or name.endswith("scale") or "body" in name:
+                p.add_(0.3 * torch.randn_like(p))
+
+
+def _formats(x: torch.Tensor) -> list[torch.Tensor]:
+    return [x, x.contiguous(memory_format=torch.channels_last)]
+
+
+@pytest.mark.parametrize("heads", [1, 2, 4])
+def test_mdta_matches_the_reference(heads, one_thread):
+    mdta = MDTA(16, heads)
+    _randomise(mdta)
+    x = torch.randn(2, 16, 12, 10)
+    for inp in _formats(x):
+        inp = inp.clone().requires_grad_(True)
+        fast, ref = mdta(inp), mdta.forward_reference(inp)
+        torch.testing.assert_close(fast, ref, rtol=1e-5, atol=1e-5)
+        g_fast = torch.autograd.grad(fast.square().sum(), [inp, mdta.temperature])
+        g_ref = torch.autograd.grad(ref.square().sum(), [inp, mdta.temperature])
+        for a, b in zip(g_fast, g_ref):
+            torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("masked", [True, False])
+def test_caapm_matches_the_reference(masked, one_thread):
+    caapm = CAAPM(16, 2, gamma=0.7, masked=masked)
+    _randomise(caapm)
+    query, feature = torch.randn(2, 16, 9, 11), torch.randn(2, 16, 9, 11)
+    for q, f in zip(_formats(query), _formats(feature)):
+        torch.testing.assert_close(caapm(q, f), caapm.forward_reference(q, f),
+                                   rtol=1e-5, atol=1e-5)
+
+
+def test_attention_logits_keep_f_normalize_on_zero_rows():
+    q = torch.randn(1, 4, 3, 5)
+    q[:, 1] = 0.0  # F.normalize maps a zero row to zeros, not NaN
+    logits = head_attention_logits(q, q, 2, torch.ones(2, 1, 1))
+    assert torch.isfinite(logits).all()
+    assert (logits[0, 0, 1] == 0).all()
+
+
+@pytest.mark.parametrize("bias", [False, True])
+def test_padded_gdfn_equals_the_plain_one(bias, one_thread):
+    gdfn = GDFN(24, 2.66, bias)  # hidden 63: padded to 64 on the CPU channels_last path
+    assert gdfn.project_out.in_channels % 16
+    x = torch.randn(2, 24, 7, 9)
+    plain = gdfn(x)  # NCHW: the unpadded computation
+    inp = x.contiguous(memory_format=torch.channels_last).requires_grad_(True)
+    padded = gdfn(inp)
+    torch.testing.assert_close(padded, plain, rtol=1e-5, atol=1e-5)
+    padded.sum().backward()  # gradients reach the real parameters through the padding
+    assert gdfn.project_in.weight.grad is not None and gdfn.dwconv.weight.grad is not None
+    with torch.no_grad():
+        torch.testing.assert_close(gdfn(inp), plain, rtol=1e-5, atol=1e-5)
+
+
+def test_pointwise_is_the_convolution():
+    conv = torch.nn.Conv2d(6, 10, 1, bias=True)
+    x = torch.randn(2, 6, 5, 4)
+    for inp in _formats(x):
+        out = pointwise(conv, inp)
+        torch.testing.assert_close(out, conv(x), rtol=1e-5, atol=1e-5)
+        assert out.is_contiguous(memory_format=torch.channels_last) == (inp is not x)
+
+
+def test_model_output_keeps_the_input_format_and_values(one_thread):
+    model = DFPIR(tiny_config()).eval()
+    _randomise(model)
+    x, prompt = torch.rand(2, 3, 20, 13), torch.randn(2, 512)
+    with torch.no_grad():
+        plain = model(x, prompt)
+        cl = model(x.contiguous(memory_format=torch.channels_last), prompt)
+    assert plain.is_contiguous()
+    assert cl.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(cl, plain)

@@ -1,0 +1,102 @@
+"""Training losses: the paper's mean L1 and the demo's opt-in input-normalised loss."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from dfpir.config import ExperimentConfig
+from dfpir.train.losses import input_normalised_loss, per_sample_loss, training_loss
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _batch() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    gen = torch.Generator().manual_seed(0)
+    clean = torch.rand(4, 3, 8, 8, generator=gen)
+    # item 0 badly degraded (like low light), items 1-3 lightly (like rain)
+    scale = torch.tensor([0.5, 0.05, 0.05, 0.05]).view(4, 1, 1, 1)
+    degraded = clean + scale * torch.randn(4, 3, 8, 8, generator=gen)
+    restored = clean + 0.5 * (degraded - clean)  # halves every item's error
+    return restored, clean, degraded
+
+
+def test_paper_default_is_plain_mean_l1():
+    assert ExperimentConfig().train.loss_weighting == "none"
+    restored, clean, degraded = _batch()
+    loss = training_loss("l1", "none", restored, clean, degraded)
+    assert torch.allclose(loss, (restored - clean).abs().mean())
+
+
+def test_per_sample_loss_shape_and_values():
+    restored, clean, _ = _batch()
+    per = per_sample_loss("l1", restored, clean)
+    assert per.shape == (4,)
+    assert torch.allclose(per.mean(), (restored - clean).abs().mean())
+    assert torch.all(per_sample_loss("charbonnier", restored, clean) >= per)
+
+
+def test_input_normalised_loss_weighs_each_item_by_its_input_error():
+    restored, clean, degraded = _batch()
+    # every item halves its input error, so every ratio is 0.5 whatever the degradation strength
+    loss = input_normalised_loss("l1", restored, clean, degraded)
+    assert loss.item() == pytest.approx(0.5, abs=1e-5)
+    # while the plain mean is dominated by the badly degraded item
+    per = per_sample_loss("l1", restored, clean)
+    assert per[0] > 5 * per[1:].max()
+
+
+def test_input_normalised_loss_gradient_flows_only_through_the_output():
+    restored, clean, degraded = _batch()
+    restored.requires_grad_(True)
+    degraded.requires_grad_(True)
+    training_loss("l1", "input", restored, clean, degraded).backward()
+    assert restored.grad is not None and restored.grad.abs().sum() > 0
+    assert degraded.grad is None
+    # the lightly degraded items get the larger gradients
+    per_item = restored.grad.abs().flatten(1).sum(1)
+    assert per_item[1:].min() > 5 * per_item[0]
+
+
+def test_clean_input_is_floored_not_divided_by_zero():
+    clean = torch.rand(2, 3, 4, 4)
+    loss = input_normalised_loss("l1", clean + 0.01, clean, clean.clone())
+    assert torch.isfinite(loss)
+
+
+def test_unknown_weighting_or_loss_is_refused():
+    restored, clean, degraded = _batch()
+    with pytest.raises(ValueError, match="loss_weighting"):
+        training_loss("l1", "task", restored, clean, degraded)
+    with pytest.raises(ValueError, match="train.loss"):
+        training_loss("l2", "none", restored, clean, degraded)
+
+
+def test_trainer_uses_the_configured_weighting(tmp_path, monkeypatch):
+    from test_train import TINY
+
+    from dfpir.config import load_config
+    from dfpir.train import Trainer
+
+    class OneStep(Exception):
+        """Ends the run after the first step (not a stop request: no checkpoint, no error)."""
+
+    first: dict[str, float] = {}
+    original = Trainer._step
+
+    for weighting in ("none", "input"):
+        def record(self, *args, _w=weighting):
+            first.setdefault(_w, original(self, *args))
+            raise OneStep  # one step is enough
+
+        monkeypatch.setattr(Trainer, "_step", record)
+        cfg = load_config(ROOT / "configs" / "demo.yaml",
+                          TINY + [f"train.loss_weighting={weighting}"])
+        with pytest.raises(OneStep):
+            Trainer(cfg, tmp_path / weighting).run()
+    # same seed, same model and batch: the normalised loss divides each crop's error by its
+    # input's error, which is under 0.2 for rain and haze, so it is over 5 times the plain one
+    assert 0 < first["none"] < 0.3
+    assert first["input"] > 5 * first["none"]
