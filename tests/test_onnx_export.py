@@ -86,24 +86,10 @@ def test_export_errors_create_nothing(tmp_path, capsys):
 
 
 @pytest.fixture(scope="module")
-def exported(tmp_path_factory) -> tuple[Path, Path]:
-    """One tiny checkpoint exported for derain through scripts/export.py (exporting takes
-    tens of seconds, so the ONNX tests share it)."""
-    pytest.importorskip("onnx")
-    pytest.importorskip("onnxruntime")
-    pytest.importorskip("onnxscript")
-    folder = tmp_path_factory.mktemp("onnx")
-    torch.manual_seed(0)
-    ckpt = save_tiny(folder / "tiny.pt")
-    onnx_path = folder / "derain.onnx"
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        assert export_main(["--ckpt", str(ckpt), "--task", "derain", "--onnx",
-                            str(onnx_path)]) == 0
-    finally:
-        torch.set_num_threads(threads)
-    return ckpt, onnx_path
+def exported(onnx_export) -> tuple[Path, Path]:
+    """One tiny checkpoint exported for derain through ``dfpir export`` (exporting takes tens
+    of seconds, so the ONNX tests share it; conftest starts it in the background)."""
+    return onnx_export
 
 
 def reference_model(ckpt: Path) -> DFPIR:
