@@ -6,6 +6,7 @@ Kept free of heavy imports so ``dfpir.config`` can include it.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
 __all__ = ["ClassifierConfig", "IF_UNSURE"]
 
@@ -34,7 +35,7 @@ class ClassifierConfig:
     label_smoothing: float = 0.1  # keeps the crop probabilities from saturating
     max_crops: int = 24  # crops per image at prediction (their probabilities are averaged)
     threshold: float = 0.6  # below this top probability a prediction is "unsure"
-    if_unsure: str = "restore"  # restore (with the top guess, saying so) | stop
+    if_unsure: Literal["restore", "stop"] = "restore"  # restore (with the top guess, saying so)
     seed: int = 0
 
     def __post_init__(self) -> None:
