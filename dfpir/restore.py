@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,8 +31,6 @@ from .config import ExperimentConfig
 from .data import DataError, read_image_raw, write_image
 from .data.io import is_image_file
 from .inference import restore
-from .loading import experiment_config
-from .models.checkpoint import read_checkpoint
 from .prompts import PromptError, build_encoder, get_degradation, prompt_sentence
 
 __all__ = [
@@ -43,7 +41,6 @@ __all__ = [
     "output_paths",
     "prepare_image",
     "prompt_embedding",
-    "restore_config",
     "restore_files",
     "restore_paths",
     "side_by_side",
@@ -53,19 +50,6 @@ logger = logging.getLogger(__name__)
 
 
 # ------------------------------------------------------------------ configuration and prompt
-
-
-def restore_config(checkpoint: str | os.PathLike | Mapping, config: str | os.PathLike | None = None,
-                   overrides: Sequence[str] = (), override_arch: bool = False
-                   ) -> ExperimentConfig:
-    """The experiment config for restoring with ``checkpoint``, by the one rule of
-    ``dfpir.loading`` (the YAML when given, else the config stored in the checkpoint; the
-    architecture from the checkpoint). ``dfpir.loading.load_experiment`` also builds the
-    model."""
-    ckpt = checkpoint if isinstance(checkpoint, Mapping) else read_checkpoint(checkpoint)
-    name = "the checkpoint" if isinstance(checkpoint, Mapping) else str(checkpoint)
-    return experiment_config(ckpt, config, overrides, override_arch=override_arch,
-                             source=name)[0]
 
 
 def prompt_embedding(cfg: ExperimentConfig, degradation: str | None = None,
