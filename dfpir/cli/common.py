@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from ..errors import DfpirError
 
 __all__ = [
+    "add_amp",
     "add_ckpt",
     "add_config",
     "add_device",
@@ -45,6 +46,13 @@ def add_device(parser: argparse.ArgumentParser, default: str | None = None) -> N
     """``--device``: auto, cpu, cuda or cuda:N (default: the config's)."""
     parser.add_argument("--device", default=default,
                         help="auto, cpu, cuda or cuda:N (default: the config's device)")
+
+
+def add_amp(parser: argparse.ArgumentParser) -> None:
+    """``--amp``: autocast precision for inference (default: the config's ``eval.amp``)."""
+    parser.add_argument("--amp", choices=["none", "bf16", "fp16"], default=None,
+                        help="autocast precision (default: eval.amp if the config has it, else "
+                        "none, the protocol)")
 
 
 def add_override_arch(parser: argparse.ArgumentParser) -> None:

@@ -18,7 +18,7 @@ from ..evaluate import evaluate
 from ..loading import load_experiment
 from ..report import write_report
 from ..tables import PAPER_LAYOUTS
-from .common import add_ckpt, add_config, add_device, add_override_arch, run_cli
+from .common import add_amp, add_ckpt, add_config, add_device, add_override_arch, run_cli
 
 __all__ = ["build_parser", "cli_overrides", "main", "run"]
 
@@ -42,9 +42,7 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     parser.add_argument("--quantize", action="store_true",
                         help="round outputs to uint8 before the metrics (as saved images)")
     add_device(parser)
-    parser.add_argument("--amp", choices=["none", "bf16", "fp16"], default=None,
-                        help="autocast precision (default: eval.amp if the config has it, else "
-                        "none, the protocol)")
+    add_amp(parser)
     parser.add_argument("--max-images", type=int, default=None,
                         help="evaluate only the first N images of each test set")
     parser.add_argument("--paper-table", default="auto",

@@ -26,7 +26,7 @@ from ..restore import (
     restore_files,
     restore_paths,
 )
-from .common import add_ckpt, add_config, add_device, add_override_arch, run_cli
+from .common import add_amp, add_ckpt, add_config, add_device, add_override_arch, run_cli
 
 __all__ = ["build_parser", "main", "run"]
 
@@ -59,9 +59,7 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     parser.add_argument("--side-by-side", action="store_true",
                         help="also write <name>_side_by_side.png (input | restored)")
     add_device(parser)
-    parser.add_argument("--amp", choices=["none", "bf16", "fp16"], default=None,
-                        help="autocast precision (default: eval.amp if the config has it, else "
-                        "none)")
+    add_amp(parser)
     parser.add_argument("--no-progress", action="store_true")
     add_restore_arguments(parser)
     onnx = parser.add_argument_group("a per-task ONNX export instead of --ckpt")
