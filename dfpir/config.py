@@ -41,7 +41,7 @@ __all__ = [
     "save_config",
 ]
 
-Loss = Literal["l1", "charbonnier"]
+Loss = Literal["l1", "charbonnier", "mse"]
 LossWeighting = Literal["none", "input"]
 Scheduler = Literal["cosine", "constant"]
 SchedulerStep = Literal["epoch", "iteration"]
@@ -99,7 +99,7 @@ class TrainConfig:
     """Optimisation, schedule, precision, logging and checkpointing."""
 
     stages: list[StageConfig] = field(default_factory=_paper_stages)
-    loss: Loss = "l1"  # l1 (the paper) | charbonnier
+    loss: Loss = "l1"  # l1 (the paper) | charbonnier | mse
     loss_weighting: LossWeighting = "none"  # none (the paper) | input: loss / its input's loss
     betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
     weight_decay: float = 0.0

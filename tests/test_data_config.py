@@ -109,12 +109,28 @@ def test_from_dict_builds_nested_and_keeps_defaults():
         ({"train_tasks": [{"task": "denoise"}]}, "unknown task 'denoise'"),
         ({"small_image_policy": "crop"}, "small_image_policy"),
         ({"train_tasks": [{"roots": ["x"]}]}, "task"),
+        ({"builtin": {"task_repeat": {"derain_x": 2}}}, "task_repeat names 'derain_x', which is not a task"),
+        ({"builtin": {"task_repeat": {"deblur": 0}}}, "task_repeat of 'deblur' must be positive"),
     ],
 )
 def test_from_dict_is_strict(values, message):
     with pytest.raises(ValueError) as info:
         data_config_from_dict(values)
     assert message in str(info.value)
+
+
+def test_builtin_task_repeat_overrides_the_repeat_of_one_task():
+    from dfpir.data.build import build_train_dataset
+
+    cfg = data_config_from_dict({"train_tasks": [], "builtin": {
+        "enabled": True, "repeat": 2, "tasks": ["derain", "deblur"],
+        "train_images": ["astronaut"], "task_repeat": {"deblur": 5}}})
+    assert build_train_dataset(cfg).task_counts() == {"derain": 2, "deblur": 5}
+    # a valid task left out of ``tasks`` (e.g. --set data.builtin.tasks=[derain]) is unused
+    cfg = data_config_from_dict({"train_tasks": [], "builtin": {
+        "enabled": True, "repeat": 2, "tasks": ["derain"],
+        "train_images": ["astronaut"], "task_repeat": {"deblur": 5}}})
+    assert build_train_dataset(cfg).task_counts() == {"derain": 2}
 
 
 def test_from_yaml_reads_the_data_section(tmp_path):

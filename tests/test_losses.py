@@ -60,6 +60,23 @@ def test_input_normalised_loss_gradient_flows_only_through_the_output():
     assert per_item[1:].min() > 5 * per_item[0]
 
 
+def test_mse_is_the_mean_squared_error():
+    restored, clean, degraded = _batch()
+    loss = training_loss("mse", "none", restored, clean, degraded)
+    assert torch.allclose(loss, torch.nn.functional.mse_loss(restored, clean))
+
+
+def test_input_normalised_mse_is_the_mean_of_the_mse_ratios():
+    # mse ratio = 10^(-gain/10): the loss ranks models by their per-item PSNR gains
+    restored, clean, degraded = _batch()
+    loss = input_normalised_loss("mse", restored, clean, degraded)
+    assert loss.item() == pytest.approx(0.25, abs=1e-5)  # every item's error halved: -6.02 dB
+    # the floor is in the loss's units: 1e-4 for mse (0.01 squared), so a light error still counts
+    light = clean + 0.02
+    assert input_normalised_loss("mse", clean + 0.01, clean, light).item() == pytest.approx(
+        0.25, rel=1e-3)
+
+
 def test_clean_input_is_floored_not_divided_by_zero():
     clean = torch.rand(2, 3, 4, 4)
     loss = input_normalised_loss("l1", clean + 0.01, clean, clean.clone())

@@ -108,7 +108,7 @@ def build_train_dataset(cfg: DataConfig) -> MixedTrainSet:
             dataset = BuiltinTrainSet(
                 task, cfg.builtin.train_images, cfg.patch_size, cfg.synthetic, preloaded=photos
             )
-            parts.append((dataset, cfg.builtin.repeat))
+            parts.append((dataset, cfg.builtin.task_repeat.get(task, cfg.builtin.repeat)))
     if not parts:
         raise DataError(
             "the data config names no training task (train_tasks is empty and the "

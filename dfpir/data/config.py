@@ -20,7 +20,7 @@ from .synthetic import (
     RainConfig,
     SyntheticConfig,
 )
-from .tasks import task_family, validate_task
+from .tasks import TASKS, task_family, validate_task
 
 __all__ = [
     "BlurConfig",
@@ -149,11 +149,18 @@ class BuiltinConfig:
     )
     test_images: list[str] = field(default_factory=lambda: ["coffee", "chelsea"])
     repeat: int = 16  # random crops per (image, task) in one epoch
+    task_repeat: dict[str, int] = field(default_factory=dict)  # per-task override of repeat
     test_max_side: int = 0  # shrink test images so the longer side is at most this (0 = keep)
 
     def __post_init__(self) -> None:
         if self.repeat < 1:
             raise ValueError(f"repeat must be positive, got {self.repeat}")
+        for task, repeat in self.task_repeat.items():
+            if task not in TASKS:  # a task left out of ``tasks`` is fine: its entry is unused
+                raise ValueError(f"task_repeat names {task!r}, which is not a task; valid "
+                                 f"names: {', '.join(TASKS)}")
+            if repeat < 1:
+                raise ValueError(f"task_repeat of {task!r} must be positive, got {repeat}")
         if self.test_max_side < 0:
             raise ValueError(f"test_max_side must be >= 0 (0 = keep), got {self.test_max_side}")
 

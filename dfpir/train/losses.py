@@ -1,4 +1,5 @@
-"""Training losses: the paper's L1 and an opt-in per-sample normalisation used by the demo."""
+"""Training losses: the paper's L1, the demo's mean squared error, and an opt-in per-sample
+normalisation (measured on the demo: it did not help, see docs/demo_experiments.md)."""
 
 from __future__ import annotations
 
@@ -14,11 +15,18 @@ LOSS_WEIGHTINGS: tuple[str, ...] = get_args(LossWeighting)  # ``train.loss_weigh
 
 
 def per_sample_loss(kind: str, restored: torch.Tensor, clean: torch.Tensor) -> torch.Tensor:
-    """The loss of each item of a batch (shape ``[N]``): 'l1' (the paper) or 'charbonnier'."""
+    """The loss of each item of a batch (shape ``[N]``).
+
+    'l1' (the paper), 'charbonnier' or 'mse'. Why 'mse': the demo's rain adds sparse streaks,
+    and under L1 the identity is a stationary point for sparse errors (the median of each
+    pixel's error is zero), so rain was never learned; the squared error is PSNR's own loss.
+    """
     if kind == "l1":
         error = (restored - clean).abs()
     elif kind == "charbonnier":
         error = torch.sqrt((restored - clean) ** 2 + 1e-6)
+    elif kind == "mse":
+        error = (restored - clean) ** 2
     else:
         raise ValueError(f"train.loss must be one of {LOSSES}, got {kind!r}")
     return error.flatten(1).mean(1)
@@ -32,7 +40,7 @@ def compute_loss(kind: str, restored: torch.Tensor, clean: torch.Tensor) -> torc
 
 
 def input_normalised_loss(kind: str, restored: torch.Tensor, clean: torch.Tensor,
-                          degraded: torch.Tensor, floor: float = 0.01) -> torch.Tensor:
+                          degraded: torch.Tensor, floor: float | None = None) -> torch.Tensor:
     """Each item's loss divided by the loss of its own input (no gradient), then averaged.
 
     Why: in an all-in-one batch the global degradations (low light, haze) have input errors
@@ -41,8 +49,11 @@ def input_normalised_loss(kind: str, restored: torch.Tensor, clean: torch.Tensor
     *relative* improvement. ``floor`` (mean absolute error 0.01 of the [0, 1] range) keeps
     almost clean crops from dominating: in the demo about 10% of the blur crops and 4% of the
     rain crops (flat or black regions) have an input error under 0.003.
-    Not in the paper; the demo opts in with ``train.loss_weighting: input``.
+    Not in the paper; opt in with ``train.loss_weighting: input``. On the demo it slowed every
+    task (docs/demo_experiments.md), so nothing uses it by default.
     """
+    if floor is None:  # an error of 0.01 of the [0, 1] range, in the loss's own units
+        floor = 1e-4 if kind == "mse" else 0.01
     ours = per_sample_loss(kind, restored, clean)
     with torch.no_grad():
         theirs = per_sample_loss(kind, degraded.float(), clean).clamp_min(floor)
