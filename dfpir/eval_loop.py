@@ -25,7 +25,7 @@ from .data import loader_workers, write_image
 from .inference import restore, sync_device
 from .metrics import ImageMetrics, compute_metrics
 
-__all__ = ["ImageResult", "Restored", "SetResult", "evaluate_set", "restored_images"]
+__all__ = ["ImageResult", "MeanScores", "Restored", "SetResult", "evaluate_set", "restored_images"]
 
 PromptSource = torch.Tensor | Callable[[str], torch.Tensor | None] | None
 
@@ -77,13 +77,11 @@ class ImageResult:
     seconds: float
 
 
-@dataclass
-class SetResult:
-    """One test set: its per-image scores and their means (the protocol's numbers)."""
+class MeanScores:
+    """The mean PSNR and SSIM over ``self.images`` (items with ``psnr`` and ``ssim``), nan
+    when there are none: the protocol's per-set numbers, for every kind of set result."""
 
-    name: str
-    task: str
-    images: list[ImageResult] = field(default_factory=list)
+    images: list
 
     @property
     def psnr(self) -> float:
@@ -92,6 +90,15 @@ class SetResult:
     @property
     def ssim(self) -> float:
         return sum(r.ssim for r in self.images) / len(self.images) if self.images else math.nan
+
+
+@dataclass
+class SetResult(MeanScores):
+    """One test set: its per-image scores and their means (the protocol's numbers)."""
+
+    name: str
+    task: str
+    images: list[ImageResult] = field(default_factory=list)
 
     @property
     def seconds_per_image(self) -> float:

@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import Dataset
 
+from ..eval_loop import MeanScores
 from ..inference import restore
 from ..metrics import compute_metrics
 from ..tables import markdown_table
@@ -37,7 +38,7 @@ class BlindImage:
 
 
 @dataclass
-class BlindSet:
+class BlindSet(MeanScores):
     """One test set under blind restoration."""
 
     name: str
@@ -51,14 +52,6 @@ class BlindSet:
         if not self.images:
             return math.nan
         return sum(i.predicted == self.task for i in self.images) / len(self.images)
-
-    @property
-    def psnr(self) -> float:
-        return sum(i.psnr for i in self.images) / len(self.images) if self.images else math.nan
-
-    @property
-    def ssim(self) -> float:
-        return sum(i.ssim for i in self.images) / len(self.images) if self.images else math.nan
 
     def counts(self, classes: Sequence[str]) -> list[int]:
         """How many of its images were predicted as each class (a confusion-matrix row)."""
@@ -75,9 +68,7 @@ class BlindReport:
 
     @property
     def accuracy(self) -> float:
-        images = [i for s in self.sets for i in s.images]
-        correct = sum(i.predicted == s.task for s in self.sets for i in s.images)
-        return correct / len(images) if images else math.nan
+        return self.correct / self.total if self.total else math.nan
 
     @property
     def correct(self) -> int:
