@@ -6,6 +6,7 @@
     dfpir prepare   --check --config configs/three_task.yaml
     dfpir visualize all --ckpt CKPT --out figures
     dfpir benchmark | export | rank | export_prompts | benchmark_data | device_report
+    dfpir compare_release --release-dir ../DFPIR
 
 ``scripts/<name>.py`` are shims over the same modules. The same flag means the same thing in
 every command (``--config``, ``--set``, ``--ckpt``, ``--device``, ``--out``, ``--debug``); a user
@@ -39,6 +40,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "benchmark_data": ("benchmark_data", "training-crop throughput with and without the cache"),
     "device_report": ("device_report", "throughput, end-to-end training and inference on one "
                       "device (GPU), as a report"),
+    "compare_release": ("compare_release", "output difference and CPU speed against the "
+                        "authors' release model (needs its clone)"),
 }
 
 
