@@ -107,6 +107,15 @@ def _timed(model: nn.Module, x: torch.Tensor, prompt: torch.Tensor) -> tuple[tor
     return out, time.perf_counter() - wall, time.process_time() - cpu
 
 
+def check_settings(shape: tuple[int, int, int, int], runs: int, threads: int) -> None:
+    """The comparison's settings, checked before any model is loaded or built."""
+    batch, _, height, width = shape
+    for flag, value in (("--size", min(height, width)), ("--batch", batch), ("--runs", runs),
+                        ("--threads", threads)):
+        if value < 1:
+            raise ConfigError(f"{flag} must be >= 1, got {value}")
+
+
 def compare_with_release(
     release_cls: type[nn.Module],
     shape: tuple[int, int, int, int] = (2, 3, 128, 128),
@@ -118,8 +127,7 @@ def compare_with_release(
 ) -> Comparison:
     """Build both models with the same random weights, compare one forward, then time ``runs``
     interleaved forwards of each (after one untimed forward each)."""
-    if runs < 1:
-        raise ConfigError(f"--runs must be >= 1, got {runs}")
+    check_settings(shape, runs, threads)
     torch.set_num_threads(threads)
     torch.manual_seed(seed)
     ours = build_model(config).eval()

@@ -13,8 +13,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
-from ..errors import ConfigError
-from ..release_compare import compare_with_release, load_release_class
+from ..release_compare import check_settings, compare_with_release, load_release_class
 from .common import run_cli
 
 
@@ -33,15 +32,13 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Load the release's class (checked first), then compare and time."""
-    for flag, value in (("--size", min(args.size)), ("--batch", args.batch),
-                        ("--runs", args.runs), ("--threads", args.threads)):
-        if value < 1:
-            raise ConfigError(f"{flag} must be >= 1, got {value}")
-    release_cls = load_release_class(args.release_dir)
+    """Check the settings, load the release's class, then compare and time."""
     height, width = args.size
-    result = compare_with_release(release_cls, (args.batch, 3, height, width), runs=args.runs,
-                                  threads=args.threads, seed=args.seed)
+    shape = (args.batch, 3, height, width)
+    check_settings(shape, args.runs, args.threads)
+    release_cls = load_release_class(args.release_dir)
+    result = compare_with_release(release_cls, shape, runs=args.runs, threads=args.threads,
+                                  seed=args.seed)
     print(result.summary())
     return 0
 
