@@ -109,6 +109,8 @@ class TrainConfig:
     grad_clip: float = 0.0  # max gradient norm (0 = off, the release)
     device: Device = "auto"  # auto | cpu | cuda | cuda:N
     bf16: bool = False  # bf16 autocast
+    tf32: bool = False  # TF32 fp32 matmuls/convolutions on Ampere+ (dfpir.models.precision)
+    cudnn_benchmark: bool = False  # cuDNN picks its fastest algorithm per shape (rounding only)
     channels_last: bool = False
     compile: bool = False
     keep_freed_memory: bool = True  # CPU: keep freed memory in the process (see dfpir.benchmark)
@@ -158,6 +160,8 @@ class EvalConfig:
     save_images: bool = False
     device: Device = "auto"
     amp: Amp = "none"  # none (fp32, the protocol) | bf16 | fp16 autocast
+    tf32: bool = False  # false: full fp32 (the protocol); see TrainConfig.tf32
+    cudnn_benchmark: bool = False
     max_images: int = 0  # evaluate only the first N images of each test set (0 = all)
 
     def __post_init__(self) -> None:

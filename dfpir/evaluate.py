@@ -37,6 +37,8 @@ from .eval_loop import ImageResult, SetResult, evaluate_set
 from .inference import resolve_device
 from .loading import LoadedModel, load_model, select_model_config, stored_model_config
 from .models.checkpoint import read_checkpoint
+from .models.orders import check_prompt_record
+from .models.precision import set_backend_precision
 from .prompts import PromptBank, build_encoder
 from .report import EvalReport, report_dict, write_report
 from .tables import (
@@ -99,6 +101,7 @@ def evaluate(
     ``with_prompt_matrix`` restores every set with every prompt as well.
     """
     device = resolve_device(cfg.eval.device)
+    set_backend_precision(cfg.eval.tf32, cfg.eval.cudnn_benchmark)
     if loaded is None:
         loaded = load_model(checkpoint, cfg.model, overrides, device)
     else:
@@ -129,6 +132,10 @@ def evaluate(
         if bank.embeddings.shape[-1] != loaded.config.prompt_dim:
             raise ConfigError(f"the prompt encoder gives {bank.embeddings.shape[-1]}-d "
                               f"embeddings, the model expects {loaded.config.prompt_dim}")
+        if loaded.orders is not None:
+            current = dict(zip(bank.names, bank.embeddings, strict=True))
+            for note in check_prompt_record(loaded.model, loaded.orders, current):
+                logger.warning("note: %s", note)
     out_images = Path(image_dir) if image_dir is not None else None
     sets = []
     for set_name, dataset in datasets.items():

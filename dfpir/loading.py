@@ -30,6 +30,8 @@ from .errors import ConfigError
 from .inference import resolve_device
 from .models import DFPIR, DFPIRConfig
 from .models.checkpoint import CheckpointError, detect_layout, load_weights, read_checkpoint
+from .models.orders import check_order_record
+from .models.precision import set_backend_precision
 
 __all__ = [
     "LoadedModel",
@@ -117,6 +119,7 @@ class LoadedModel:
     stored_config: dict | None  # the whole config dict stored in the checkpoint, if any
     notes: list[str] = field(default_factory=list)
     cfg: ExperimentConfig | None = None  # the effective experiment config (load_experiment)
+    orders: dict | None = None  # the channel orders recorded at training (dfpir.models.orders)
 
 
 def load_model(checkpoint: str | os.PathLike | Mapping, fallback: DFPIRConfig,
@@ -153,7 +156,11 @@ def load_model(checkpoint: str | os.PathLike | Mapping, fallback: DFPIRConfig,
         raise CheckpointError(f"{path}: {err}{hint}") from err
     stored = ckpt.get("config") if isinstance(ckpt.get("config"), Mapping) else None
     model.to(resolve_device(device)).eval()
-    return LoadedModel(model, config, layout, source, path, stored, notes)
+    orders = ckpt.get("channel_orders") if isinstance(ckpt.get("channel_orders"), Mapping) \
+        else None
+    if orders is not None:
+        notes += check_order_record(model, orders)
+    return LoadedModel(model, config, layout, source, path, stored, notes, orders=orders)
 
 
 def architecture_conflicts(stored: Mapping, explicit: Mapping, source: str = "the checkpoint",
@@ -225,7 +232,7 @@ def load_experiment(checkpoint: str | os.PathLike | Mapping,
     """Checkpoint (+ optional YAML and ``--set`` overrides) -> a ready model in eval mode on
     ``device`` (default: the config's ``eval.device``) and its effective config
     (``LoadedModel.cfg``). The one loading path of every command; see the module docstring
-    for which config wins. Raises ``ConfigError``, ``CheckpointError`` or ``DeviceError``.
+    for which config wins. Sets the config's ``eval.tf32``/``eval.cudnn_benchmark`` policy. Raises ``ConfigError``, ``CheckpointError`` or ``DeviceError``.
     ``name`` names an already read checkpoint (a mapping) in messages.
     """
     if isinstance(checkpoint, Mapping):
@@ -236,6 +243,7 @@ def load_experiment(checkpoint: str | os.PathLike | Mapping,
     cfg, source = experiment_config(ckpt, config, overrides, override_arch=override_arch,
                                     source=path)
     resolved = resolve_device(device if device is not None else cfg.eval.device)
+    set_backend_precision(cfg.eval.tf32, cfg.eval.cudnn_benchmark)
     loaded = load_model(ckpt, cfg.model, (), resolved, _path=path, _source=source)
     loaded.cfg = dataclasses.replace(cfg, model=loaded.config)
     return loaded

@@ -6,8 +6,10 @@ F_b = CAAPM(DGCPM(F, DGM(p)), F) followed by a GDFN, as in the paper's Eq. (1) a
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
+from .precision import full_fp32
 from .restormer import (
     GDFN,
     LayerNorm,
@@ -24,7 +26,10 @@ from .restormer import (
 class DGM(nn.Module):
     """Degradation-Guided Module: maps a prompt embedding to one score per channel of the 2C space.
 
-    Two linear layers with no activation between them, as the release.
+    Two linear layers with no activation between them, as the release. The scores are always
+    computed in fp32 (autocast and TF32 off, see ``precision``): their order is the DGCPM's
+    channel permutation, a discrete choice that rounding must not change. Runs outside
+    ``torch.compile`` graphs for the same reason (a compiled matmul may pick TF32).
     """
 
     def __init__(self, prompt_dim: int, out_channels: int) -> None:
@@ -32,8 +37,11 @@ class DGM(nn.Module):
         self.fc1 = nn.Linear(prompt_dim, prompt_dim)
         self.fc2 = nn.Linear(prompt_dim, out_channels)
 
+    @torch.compiler.disable
     def forward(self, prompt: torch.Tensor) -> torch.Tensor:
-        return self.fc2(self.fc1(prompt))
+        with full_fp32(prompt.device.type):
+            hidden = F.linear(prompt.float(), self.fc1.weight.float(), self.fc1.bias.float())
+            return F.linear(hidden, self.fc2.weight.float(), self.fc2.bias.float())
 
 
 class DGCPM(nn.Module):
@@ -44,7 +52,7 @@ class DGCPM(nn.Module):
 
     In the release the reordering is a pure index selection, so no gradient reaches the DGM and it
     keeps its initial weights. ``learnable_dgm=True`` (ours, off by default) multiplies the
-    reordered channels by ``1 + s - stop_gradient(s)`` with ``s`` the sorted scores: the weights
+    reordered channels by ``(s - stop_gradient(s)) + 1`` with ``s`` the sorted scores: the weights
     are exactly 1, so the forward pass is the release's, and the DGM receives the gradient it
     would get if the channels were scaled by their scores, so the order can change in training.
     """
@@ -61,8 +69,9 @@ class DGCPM(nn.Module):
 
     def channel_weights(self, values: torch.Tensor) -> torch.Tensor | None:
         """Per-channel weights of the reordered channels: None (the release) or the
-        straight-through weights ``1 + s - stop_gradient(s)`` of ``learnable_dgm``."""
-        return 1 + values - values.detach() if self.learnable_dgm else None
+        straight-through weights ``(s - stop_gradient(s)) + 1`` of ``learnable_dgm``, exactly 1 in
+        any precision (``s - s`` is an exact 0; ``1 + s - s`` would round)."""
+        return (values - values.detach()) + 1 if self.learnable_dgm else None
 
     def forward(self, x: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
         """expand -> reorder -> reduce, computed as one (C x C) 1x1 conv per sample.

@@ -10,6 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .precision import low_precision
+
 
 class LayerNorm(nn.Module):
     """LayerNorm over the channels of a (B, C, H, W) map, per pixel.
@@ -175,25 +177,39 @@ def head_attention_logits(
     b, channels = q.shape[:2]
     c = channels // heads
     qf, kf = q.flatten(2), k.flatten(2)
-    if heads == 1:
-        dots = torch.matmul(qf, kf.transpose(1, 2)).view(b, 1, c, c)
-    else:  # the (C x C) product of all pairs, then each head's diagonal block
-        dots = torch.matmul(qf, kf.transpose(1, 2)).view(b, heads, c, heads, c)
-        dots = dots.diagonal(dim1=1, dim2=3).permute(0, 3, 1, 2)
     eps = 1e-12  # F.normalize's; clamping the squares keeps the gradient of a zero row finite
-    nq = sum_of_squares(qf).clamp_min(eps * eps).sqrt().view(b, heads, c, 1)
-    nk = sum_of_squares(kf).clamp_min(eps * eps).sqrt().view(b, heads, 1, c)
+    nq = sum_of_squares(qf).clamp_min(eps * eps).sqrt()
+    nk = sum_of_squares(kf).clamp_min(eps * eps).sqrt()
+    if low_precision(q):
+        # 16-bit: normalise first (|q.k| <= 1 then, where the raw dot products of a large
+        # image overflow fp16), with fp32 norms; the GEMM accumulates in fp32, the logits are
+        # returned in fp32 so the top-K choice is made on them, not on 8-bit mantissas.
+        qf = (qf.float() / nq[..., None]).to(qf.dtype)
+        kf = (kf.float() / nk[..., None]).to(kf.dtype)
+    dots = _head_blocks(torch.matmul(qf, kf.transpose(1, 2)), b, heads, c)
+    if low_precision(q):
+        return dots.float() * temperature
+    nq, nk = nq.view(b, heads, c, 1), nk.view(b, heads, 1, c)
     return dots / (nq * nk).to(dots.dtype) * temperature
 
 
+def _head_blocks(dots: torch.Tensor, b: int, heads: int, c: int) -> torch.Tensor:
+    """The (B, heads, c, c) diagonal blocks of the (B, C, C) products of all channel pairs."""
+    if heads == 1:
+        return dots.view(b, 1, c, c)
+    return dots.view(b, heads, c, heads, c).diagonal(dim1=1, dim2=3).permute(0, 3, 1, 2)
+
+
 def sum_of_squares(x: torch.Tensor) -> torch.Tensor:
-    """Sum of squares over the last axis, at least in fp32 (bf16 inputs under autocast), accurate
-    for any layout of ``x``.
+    """Sum of squares over the last axis in at least fp32 (squared in fp32 too: a 16-bit square
+    overflows above 256), accurate for any layout of ``x``.
 
     ``Tensor.sum`` adds in blocks (pairwise-like), so its error grows slowly with the length;
     ``vector_norm`` over a strided axis on the CPU does not (see ``head_attention_logits``).
     """
-    return x.square().sum(-1, dtype=torch.promote_types(x.dtype, torch.float32))
+    if x.dtype not in (torch.float32, torch.float64):
+        x = x.float()
+    return x.square().sum(-1)
 
 
 def project_heads(

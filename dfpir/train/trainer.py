@@ -37,6 +37,8 @@ from ..data import (
 )
 from ..models import DFPIR
 from ..models.checkpoint import check_state_dict, non_finite_keys
+from ..models.orders import order_record
+from ..models.precision import set_backend_precision
 from ..prompts import DEGRADATIONS, PromptBank, build_encoder
 from .checkpointing import (
     atomic_save,
@@ -192,6 +194,7 @@ class Trainer:
                 "--overwrite to start again there"
             )
         self.cfg = cfg
+        set_backend_precision(cfg.train.tf32, cfg.train.cudnn_benchmark)
         if self.ctx.device.type == "cpu" and cfg.train.keep_freed_memory:
             keep_freed_memory()  # ~25% faster CPU steps: no page faults on every activation
         torch.manual_seed(cfg.seed)  # same initial weights on every rank
@@ -362,6 +365,7 @@ class Trainer:
             "progress": dataclasses.asdict(self.progress),
             "rng": rng_state(),
             "config": config_to_dict(self.cfg),
+            "channel_orders": order_record(self.model, self.bank.names, self.bank.embeddings),
             **({"classifier": self.classifier_state} if self.classifier_state else {}),
         }
 
