@@ -43,7 +43,7 @@ import torch
 from .benchmark import BenchResult, benchmark
 from .config import ExperimentConfig, load_config
 from .data import fill_cache, training_image_paths, write_image
-from .inference import resolve_device, restore
+from .inference import autocast_context, resolve_device, restore
 from .models import DFPIR, DFPIRConfig
 
 logger = logging.getLogger(__name__)
@@ -62,6 +62,9 @@ REAL_IMAGE_SIZES: dict[str, tuple[int, int, str]] = {
     "deblur": (720, 1280, "png"),  # GoPro 1280x720
     "lowlight": (400, 600, "png"),  # LOL 600x400
 }
+
+#: The report's sections, in the order they run (the cheap, decisive checks first).
+SECTIONS = ("precision", "throughput", "training", "inference")
 
 #: The throughput modes: (name, bf16, channels_last, compile).
 MODES: list[tuple[str, bool, bool, bool]] = [
@@ -372,33 +375,49 @@ def _train_config(base: ExperimentConfig, root: Path, batch: int, patch: int, it
     return dataclasses.replace(cfg, data=data, train=train, prompts=prompts, model=model_cfg)
 
 
+def _step_fits(model: DFPIR, optimizer: torch.optim.Optimizer, device: torch.device, batch: int,
+               size: int, bf16: bool, channels_last: bool) -> bool:
+    """One forward+backward+Adam step at ``batch`` x ``size``^2; False when it runs out of
+    memory. Channels_last moves both the model and the input, as ``train.channels_last``."""
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    try:
+        with _catch_oom(device):
+            x = torch.rand(batch, 3, size, size, device=device).contiguous(memory_format=fmt)
+            p = torch.randn(batch, model.config.prompt_dim, device=device)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+                loss = (model(x, p).float() - x).abs().mean()
+            loss.backward()
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            _sync(device)
+            return True
+    except OutOfMemory:
+        return False
+    finally:
+        _free(device)
+
+
+def _training_model(settings: ReportSettings, device: torch.device, channels_last: bool
+                    ) -> tuple[DFPIR, torch.optim.Optimizer]:
+    torch.manual_seed(0)
+    model = DFPIR(DFPIRConfig(**settings.model)).to(device)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    return model, torch.optim.Adam(model.parameters(), lr=1e-4)
+
+
 def largest_batch(settings: ReportSettings, device: torch.device, bf16: bool,
-                  budget: Budget) -> tuple[int, list[str]]:
+                  budget: Budget, channels_last: bool = True) -> tuple[int, list[str]]:
     """The largest training batch (doubling, then bisection) whose forward+backward+Adam step
-    fits in device memory at the recipe's patch size; CPU: ``max_batch_cap``."""
+    fits in device memory at the recipe's patch size, in the memory format the timed run
+    uses; CPU: ``max_batch_cap``."""
     notes: list[str] = []
     if device.type != "cuda":
         return min(settings.max_batch_cap, 8), ["CPU: no memory search"]
-    torch.manual_seed(0)
-    model = DFPIR(DFPIRConfig(**settings.model)).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
+    model, optimizer = _training_model(settings, device, channels_last)
 
     def fits(batch: int) -> bool:
-        try:
-            with _catch_oom(device):
-                x = torch.rand(batch, 3, settings.size, settings.size, device=device)
-                p = torch.randn(batch, model.config.prompt_dim, device=device)
-                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-                    loss = (model(x, p).float() - x).abs().mean()
-                loss.backward()
-                optimizer.step()
-                optimizer.zero_grad(set_to_none=True)
-                _sync(device)
-                return True
-        except OutOfMemory:
-            return False
-        finally:
-            _free(device)
+        return _step_fits(model, optimizer, device, batch, settings.size, bf16, channels_last)
 
     good, bad = 0, None
     batch = 8
@@ -413,25 +432,83 @@ def largest_batch(settings: ReportSettings, device: torch.device, bf16: bool,
     while bad is not None and bad - good > max(1, good // 8) and budget.ok(10):
         mid = (good + bad) // 2
         good, bad = (mid, bad) if fits(mid) else (good, mid)
-    _free(device)
+    _free(device)  # the caller frees the model once this returns
     # leave headroom for the DataLoader's pinned batches and allocator fragmentation
     return max(1, int(good * 0.9)), notes
 
 
+def stage_memory(settings: ReportSettings, device: torch.device, cfg: ExperimentConfig,
+                 budget: Budget) -> list[dict]:
+    """Peak device memory of one training step of every stage of the recipe (its patch and
+    batch), in fp32 and in bf16 + channels_last: the fine-tune's 192x192 crops cost more than
+    the main stage's 128x128 ones."""
+    rows = []
+    scale = settings.size / cfg.train.stages[0].patch_size  # quick mode shrinks the crops
+    for stage in cfg.train.stages:
+        for bf16, channels_last in ((False, False), (True, True)):
+            size = max(16, round(stage.patch_size * scale / 8) * 8)
+            row = {"stage": stage.name, "patch": size, "batch": stage.batch_size,
+                   "precision": "bf16+channels_last" if bf16 else "fp32"}
+            if not budget.ok(5):
+                rows.append({**row, "skipped": "section time budget spent"})
+                continue
+            model, optimizer = _training_model(settings, device, channels_last)
+            _reset_peak(device)
+            ok = _step_fits(model, optimizer, device, stage.batch_size, size, bf16,
+                            channels_last)
+            row.update({"peak_mib": _peak_mib(device)} if ok else {"oom": "out of memory"})
+            del model, optimizer
+            _free(device)
+            rows.append(row)
+    return rows
+
+
+def compile_recompilation(settings: ReportSettings, device: torch.device,
+                          cfg: ExperimentConfig) -> dict:
+    """Whether ``torch.compile`` compiles again when the crop changes between the stages
+    (128 -> 192 in the paper): graphs compiled and seconds of the first step at each crop."""
+    if device.type != "cuda" and settings.quick:
+        return {"skipped": "torch.compile takes minutes on a CPU"}
+    dynamo = importlib.import_module("torch._dynamo")
+    counters = importlib.import_module("torch._dynamo.utils").counters
+    dynamo.reset()
+    counters.clear()
+    model, optimizer = _training_model(settings, device, True)
+    compiled = torch.compile(model)
+    scale = settings.size / cfg.train.stages[0].patch_size
+    out: dict = {"stages": []}
+    for stage in cfg.train.stages:
+        size = max(16, round(stage.patch_size * scale / 8) * 8)
+        start = time.perf_counter()
+        ok = _step_fits(compiled, optimizer, device, stage.batch_size, size, True, True)
+        out["stages"].append({"stage": stage.name, "patch": size,
+                              "first_step_s": round(time.perf_counter() - start, 1),
+                              "graphs_so_far": int(counters["stats"]["unique_graphs"]),
+                              **({} if ok else {"oom": "out of memory"})})
+    del model, optimizer, compiled
+    dynamo.reset()
+    _free(device)
+    return out
+
+
 def training(settings: ReportSettings, device: torch.device, config_path: str | Path,
-             work_dir: Path) -> dict:
-    """Timed Trainer runs on a generated data root, and the recipes' projected wall time."""
+             work_dir: Path, out: dict | None = None, flush: Callable[[], None] = lambda: None
+             ) -> dict:
+    """Timed Trainer runs on a generated data root, each stage's memory, recompilation under
+    ``torch.compile`` and the recipes' projected wall time. Fills ``out`` (returned) and calls
+    ``flush`` after each measurement, so a run cut short keeps what it measured."""
     budget = Budget(settings.train_budget_s)
     base = load_config(config_path)
     root = work_dir / "data"
     start = time.perf_counter()
     write_data_root(root, settings.train_images, settings.image_scale)
-    out: dict = {"data_root_s": round(time.perf_counter() - start, 1),
+    out = {} if out is None else out
+    out.update({"data_root_s": round(time.perf_counter() - start, 1),
                  "images_per_family": settings.train_images,
                  "image_sizes": {k: f"{round(w * settings.image_scale)}x"
                                     f"{round(h * settings.image_scale)} {fmt.upper()}"
                                  for k, (h, w, fmt) in REAL_IMAGE_SIZES.items()},
-                 "runs": []}
+                 "runs": []})
     bf16_default = device.type == "cuda"
     max_batch, notes = largest_batch(settings, device, bf16_default, budget)
     _free(device)  # the search's model and optimizer are gone now
@@ -439,9 +516,11 @@ def training(settings: ReportSettings, device: torch.device, config_path: str | 
     out["largest_batch_notes"] = notes
     runs = [(5, False, base.train.bf16, False), (5, True, base.train.bf16, False),
             (5, True, True, True), (max_batch, True, True, True)]
+    default = (5, bool(base.data.cache_dir), base.train.bf16, base.train.channels_last)
     cache_dir = work_dir / "cache"
     for batch, cache, bf16, channels_last in runs:
-        row = {"batch": batch, "cache": cache, "bf16": bf16, "channels_last": channels_last}
+        row = {"batch": batch, "cache": cache, "bf16": bf16, "channels_last": channels_last,
+               "recipe_default": (batch, cache, bf16, channels_last) == default}
         if not budget.ok(5):
             out["runs"].append({**row, "skipped": "section time budget spent"})
             continue
@@ -454,6 +533,11 @@ def training(settings: ReportSettings, device: torch.device, config_path: str | 
                               settings, budget, device))
         out["runs"].append(row)
         logger.info("training %s", row)
+        flush()
+    out["stage_memory"] = stage_memory(settings, device, base, budget)
+    flush()
+    out["compile"] = compile_recompilation(settings, device, base)
+    flush()
     measured = [r for r in out["runs"] if r.get("it_s") and r["batch"] == 5]
     fastest = {}
     for r in measured:
@@ -546,39 +630,114 @@ def inference(settings: ReportSettings, device: torch.device) -> list[dict]:
     return rows
 
 
+# ---------------------------------------------------------------------------- 4. precision
+
+
+def precision(settings: ReportSettings, device: torch.device) -> dict:
+    """On this device: the DGCPM channel orders of every DGPB under bf16 and fp16 autocast, with
+    TF32 allowed, against fp32 (four random unit prompts; they must be equal), and whether a
+    1280x720 restore under fp16 is finite, with its PSNR against fp32."""
+    from .models import DGCPM
+    from .models.precision import set_backend_precision
+
+    torch.manual_seed(0)
+    model = DFPIR(DFPIRConfig(**settings.model)).to(device).eval()
+    prompts = torch.nn.functional.normalize(torch.randn(4, model.config.prompt_dim), dim=-1)
+    image = torch.rand(4, 3, 32, 32, device=device)
+    seen: list[torch.Tensor] = []
+    order_of = DGCPM.channel_order
+
+    def recorded(self, scores):
+        values, index = order_of(self, scores)
+        seen.append(index.cpu())
+        return values, index
+
+    out: dict = {"orders": []}
+    previous = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32,
+                torch.backends.cudnn.benchmark)
+    DGCPM.channel_order = recorded
+    try:
+        orders = {}
+        for amp, tf32 in (("none", False), ("none", True), ("bf16", True), ("fp16", True)):
+            set_backend_precision(tf32, False)
+            seen.clear()
+            with torch.no_grad(), autocast_context(device, amp):
+                model(image, prompts.to(device))
+            orders[(amp, tf32)] = list(seen)
+        reference = orders[("none", False)]
+        for (amp, tf32), got in orders.items():
+            out["orders"].append({
+                "amp": amp, "tf32": tf32,
+                "differing_positions": [int((a != b).sum()) for a, b in zip(reference, got,
+                                                                            strict=True)],
+                "positions": [a.numel() for a in reference]})
+    finally:
+        DGCPM.channel_order = order_of
+        (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32,
+         torch.backends.cudnn.benchmark) = previous
+    height, width = settings.infer_sizes[0]
+    big = torch.rand(1, 3, height, width, device=device)
+    with torch.no_grad():
+        ref = model(big, prompts[:1].to(device)).float()
+        with autocast_context(device, "fp16"):
+            half = model(big, prompts[:1].to(device)).float()
+    mse = float(torch.mean((half - ref) ** 2))
+    out["fp16_image"] = {"image": f"{width}x{height}", "finite": bool(torch.isfinite(half).all()),
+                         "psnr_vs_fp32": 10 * math.log10(1 / mse) if mse else math.inf}
+    del model
+    _free(device)
+    return out
+
+
 # ---------------------------------------------------------------------------- the report
 
 
 def run_report(out_dir: str | Path, settings: ReportSettings | None = None,
                config_path: str | Path = "configs/five_task.yaml",
-               sections: tuple[str, ...] = ("throughput", "training", "inference"),
+               sections: tuple[str, ...] = SECTIONS,
                progress: Callable[[str], None] | None = None) -> dict:
-    """Measure every section and write ``device_report.md`` and ``.json`` in ``out_dir``."""
+    """Measure every section and write ``device_report.md`` and ``.json`` in ``out_dir``,
+    rewritten after every section and every training run: a lease that ends mid-run leaves a
+    report of what was measured."""
     settings = settings or ReportSettings()
     device = resolve(settings.device)
     say = progress or (lambda _msg: None)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    report: dict = {"settings": dataclasses.asdict(settings), "environment": environment(device)}
+    report: dict = {"settings": dataclasses.asdict(settings), "environment": environment(device),
+                    "sections": list(sections)}
     start = time.perf_counter()
+
+    def flush() -> None:
+        report["total_s"] = round(time.perf_counter() - start, 1)
+        (out_dir / "device_report.json").write_text(json.dumps(report, indent=1, default=str))
+        (out_dir / "device_report.md").write_text(markdown(report))
+
     threads = torch.get_num_threads()
     if settings.threads:
         torch.set_num_threads(settings.threads)
     with contextlib.ExitStack() as stack:
         stack.callback(torch.set_num_threads, threads)
         tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="dfpir_report_"))
+        flush()
+        if "precision" in sections:
+            say("precision ...")
+            report["precision"] = precision(settings, device)
+            flush()
         if "throughput" in sections:
             say("model throughput ...")
             report["throughput"] = throughput(settings, device)
+            flush()
         if "training" in sections:
             say("end-to-end training ...")
-            report["training"] = training(settings, device, config_path, Path(tmp))
+            report["training"] = {}
+            training(settings, device, config_path, Path(tmp), report["training"], flush)
+            flush()
         if "inference" in sections:
             say("inference ...")
             report["inference"] = inference(settings, device)
-    report["total_s"] = round(time.perf_counter() - start, 1)
-    (out_dir / "device_report.json").write_text(json.dumps(report, indent=1, default=str))
-    (out_dir / "device_report.md").write_text(markdown(report))
+    report["complete"] = True
+    flush()
     return report
 
 
@@ -613,6 +772,22 @@ def markdown(report: dict) -> str:
         lines.append("")
         lines.append("*Quick mode: tiny model and images; the numbers only show that every "
                      "path runs.*")
+    if not report.get("complete"):
+        lines += ["", "*Partial report: the run was still going (or was cut short) when this "
+                      "was written; the sections below are what it had measured.*"]
+    if "precision" in report:
+        p = report["precision"]
+        lines += ["", "#### Precision (channel orders of every DGPB against fp32, TF32 off)", "",
+                  "| autocast | TF32 | positions that differ, per DGPB (level 1 .. latent) |",
+                  "|---|---|---|"]
+        for r in p["orders"]:
+            diffs = ", ".join(f"{d} of {n}" for d, n in
+                              zip(r["differing_positions"], r["positions"], strict=True))
+            lines.append(f"| {r['amp']} | {r['tf32']} | {diffs} |")
+        if "fp16_image" in p:
+            f = p["fp16_image"]
+            lines += ["", f"fp16 autocast on a {f['image']} image: finite {f['finite']}, "
+                          f"PSNR against fp32 {f['psnr_vs_fp32']:.1f} dB."]
     if "throughput" in report:
         s = report["settings"]["size"]
         lines += ["", f"#### Model throughput ({s}x{s}, forward+backward = one training step "
@@ -629,17 +804,20 @@ def markdown(report: dict) -> str:
                 f"| {r['model']} | {r['batch']} | {r['mode']} | {_f(r['forward_img_s'], 1)} | "
                 f"{_f(r['train_img_s'], 1)} | {_f(r['train_tflops'], 1)} | "
                 f"{_f(r['peak_mib'], 0)} | {_f(r['compile_s'], 1)} |")
-    if "training" in report:
+    if report.get("training"):
         t = report["training"]
         lines += ["", "#### End-to-end training (five-task recipe, full Trainer, generated data)",
                   "", "Images per family: " + str(t["images_per_family"]) + "; sizes: "
                   + ", ".join(f"{k} {v}" for k, v in t["image_sizes"].items())
-                  + f". Largest batch that fits: {t['largest_batch']}.", "",
+                  + f". Largest batch that fits (bf16 + channels_last, as the run that uses "
+                    f"it): {t.get('largest_batch', '-')}.", "",
                   "| batch | decode cache | bf16 | channels_last | it/s | samples/s | "
                   "waiting for data | peak MiB | iterations |",
                   "|---|---|---|---|---|---|---|---|---|"]
-        for r in t["runs"]:
-            head = f"| {r['batch']} | {r['cache']} | {r['bf16']} | {r['channels_last']} |"
+        for r in t.get("runs", []):
+            default = " (recipe default)" if r.get("recipe_default") else ""
+            head = (f"| {r['batch']}{default} | {r['cache']} | {r['bf16']} | "
+                    f"{r['channels_last']} |")
             status = _status(r)
             if status:
                 lines.append(f"{head} {status} | | | | |")
@@ -648,6 +826,24 @@ def markdown(report: dict) -> str:
             lines.append(f"{head} {_f(r['it_s'])} | {_f(r['samples_s'], 1)} | "
                          f"{'-' if wait is None else f'{100 * wait:.1f}%'} | "
                          f"{_f(r['peak_mib'], 0)} | {r['iterations']} |")
+        if t.get("stage_memory"):
+            lines += ["", "Peak memory of one training step per stage (its crop and batch):", "",
+                      "| stage | crop | batch | precision | peak MiB |", "|---|---|---|---|---|"]
+            for r in t["stage_memory"]:
+                status = _status(r)
+                lines.append(f"| {r['stage']} | {r['patch']} | {r['batch']} | {r['precision']} "
+                             f"| {status or _f(r.get('peak_mib'), 0)} |")
+        compiled = t.get("compile")
+        if compiled:
+            if "skipped" in compiled:
+                lines += ["", f"torch.compile across the stages' crops: skipped "
+                              f"({compiled['skipped']})."]
+            else:
+                steps = "; ".join(f"{r['stage']} {r['patch']}x{r['patch']}: first step "
+                                  f"{r['first_step_s']} s, {r['graphs_so_far']} graph(s) so far"
+                                  for r in compiled["stages"])
+                lines += ["", f"torch.compile across the stages' crops (bf16 + channels_last): "
+                              f"{steps}."]
         if t.get("projections"):
             lines += ["", "Projected wall time of the paper's recipes at batch 5 (released "
                           "training sets; the 192x192 fine-tune scaled by pixels):", "",

@@ -47,6 +47,33 @@ def test_quick_report_end_to_end(tmp_path, capsys):
     assert all(r["seconds"] > 0 for r in inf)
     assert all(r["psnr_bf16_vs_fp32"] > 20 for r in inf if r["precision"] == "bf16")
     assert "PSNR bf16 vs fp32" in md and "wrote" in capsys.readouterr().out
+    # precision: every order under bf16/fp16 (TF32 allowed) equals fp32's; fp16 is finite
+    prec = report["precision"]
+    assert {(r["amp"], r["tf32"]) for r in prec["orders"]} >= {("bf16", True), ("fp16", True)}
+    assert all(sum(r["differing_positions"]) == 0 for r in prec["orders"])
+    assert prec["fp16_image"]["finite"] and "#### Precision" in md
+    # the recipe's default run (decode cache on) is marked; every stage's memory is reported
+    assert [r["cache"] for r in runs if r["recipe_default"]] == [True]
+    assert "(recipe default)" in md
+    stages = {r["stage"] for r in report["training"]["stage_memory"]}
+    assert stages == {s.name for s in load_config(ROOT / "configs" / "five_task.yaml")
+                      .train.stages}
+    assert "skipped" in report["training"]["compile"] and report["complete"]
+
+
+def test_report_keeps_what_was_measured_when_a_section_dies(tmp_path, monkeypatch):
+    """A lease can end mid-run: the sections measured before are already on disk."""
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(dr, "inference", killed)
+    with pytest.raises(KeyboardInterrupt):
+        dr.run_report(tmp_path, dr.ReportSettings.for_quick(),
+                      ROOT / "configs" / "five_task.yaml",
+                      sections=("precision", "inference"))
+    report = json.loads((tmp_path / "device_report.json").read_text())
+    assert "precision" in report and not report.get("complete")
+    assert "Partial report" in (tmp_path / "device_report.md").read_text()
 
 
 def test_missing_config_is_a_one_line_error(tmp_path, capsys):

@@ -1,6 +1,7 @@
 """``dfpir device_report`` (``scripts/device_report.py``): everything a GPU run must show, in one
-command: model throughput, end-to-end training and inference, written as a Markdown report (for
-the README's Speed section) and JSON.
+command: precision (channel orders under bf16/fp16/TF32), model throughput, end-to-end training
+(data wait, per-stage memory, recompilation) and inference, written as a Markdown report (for
+the README's Speed section) and JSON, rewritten as each part is measured.
 
     python scripts/device_report.py                      # the full report, ~8 minutes on one H100
     python scripts/device_report.py --quick              # tiny sizes, runs on a CPU in seconds
@@ -13,13 +14,12 @@ import argparse
 from collections.abc import Sequence
 from pathlib import Path
 
-from ..device_report import ReportSettings, run_report
+from ..device_report import SECTIONS, ReportSettings, run_report
 from ..errors import ConfigError
 from ..inference import resolve_device
 from .common import add_device, run_cli
 
 ROOT = Path(__file__).resolve().parents[2]
-SECTIONS = ("throughput", "training", "inference")
 
 
 def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
