@@ -106,6 +106,11 @@ class ReportSettings:
     max_batch_cap: int = 512
     threads: int = 0  # torch CPU threads during the report (0: leave as is)
 
+    def scale_budgets(self, factor: float) -> None:
+        """Multiply every section's time budget by ``factor``."""
+        for name in ("bench_budget_s", "train_run_budget_s", "train_budget_s", "infer_budget_s"):
+            setattr(self, name, getattr(self, name) * factor)
+
     @classmethod
     def for_quick(cls, device: str = "cpu") -> ReportSettings:
         """Tiny everything: runs on a CPU in seconds. The budgets are only a safety net here
@@ -464,11 +469,13 @@ def stage_memory(settings: ReportSettings, device: torch.device, cfg: Experiment
 
 
 def compile_recompilation(settings: ReportSettings, device: torch.device,
-                          cfg: ExperimentConfig) -> dict:
+                          cfg: ExperimentConfig, budget: Budget) -> dict:
     """Whether ``torch.compile`` compiles again when the crop changes between the stages
     (128 -> 192 in the paper): graphs compiled and seconds of the first step at each crop."""
     if device.type != "cuda" and settings.quick:
         return {"skipped": "torch.compile takes minutes on a CPU"}
+    if not budget.ok(60):
+        return {"skipped": "section time budget spent"}
     dynamo = importlib.import_module("torch._dynamo")
     counters = importlib.import_module("torch._dynamo.utils").counters
     dynamo.reset()
@@ -536,7 +543,7 @@ def training(settings: ReportSettings, device: torch.device, config_path: str | 
         flush()
     out["stage_memory"] = stage_memory(settings, device, base, budget)
     flush()
-    out["compile"] = compile_recompilation(settings, device, base)
+    out["compile"] = compile_recompilation(settings, device, base, budget)
     flush()
     measured = [r for r in out["runs"] if r.get("it_s") and r["batch"] == 5]
     fastest = {}

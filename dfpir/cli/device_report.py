@@ -37,6 +37,9 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     parser.add_argument("--train-iters", type=int, default=None,
                         help="iterations per training run (default 300; quick: 3)")
     parser.add_argument("--workers", type=int, default=None, help="DataLoader workers")
+    parser.add_argument("--time-scale", type=float, default=1.0, metavar="F",
+                        help="multiply every section's time budget by F (e.g. 0.5 for a short "
+                             "device lease; rows that no longer fit are reported as skipped)")
     return parser
 
 
@@ -50,12 +53,15 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--train-iters {args.train_iters}: expected a positive count")
     if args.workers is not None and args.workers < 0:
         raise ConfigError(f"--workers {args.workers}: expected 0 or more")
+    if not 0 < args.time_scale <= 100:
+        raise ConfigError(f"--time-scale {args.time_scale}: expected a number in (0, 100]")
     device = str(resolve_device(args.device))
     settings = ReportSettings.for_quick(device) if args.quick else ReportSettings(device=device)
     if args.train_iters is not None:
         settings.train_iters = args.train_iters
     if args.workers is not None:
         settings.num_workers = args.workers
+    settings.scale_budgets(args.time_scale)
     run_report(args.out, settings, config, tuple(args.sections),
                progress=lambda msg: print(msg, flush=True))
     out = Path(args.out)
