@@ -26,8 +26,8 @@ from dataclasses import dataclass, field
 import torch
 
 from .config import ExperimentConfig, apply_override, build_dataclass, load_raw
+from .device import resolve_device
 from .errors import ConfigError
-from .inference import resolve_device
 from .models import DFPIR, DFPIRConfig
 from .models.checkpoint import CheckpointError, detect_layout, load_weights, read_checkpoint
 from .models.orders import check_order_record

@@ -15,7 +15,7 @@ import pytest
 import torch
 from conftest import tiny_config
 
-from dfpir.app import (
+from dfpir.app.server import (
     AUTO,
     NO_PROMPT,
     blind_classifier,
@@ -131,7 +131,7 @@ def test_page_in_headless_chromium(tmp_path):
     if not chromium or not chromedriver:
         pytest.skip("needs Debian's chromium and chromium-driver (apt-get install chromium "
                     "chromium-driver)")
-    from dfpir.app import build_app
+    from dfpir.app.server import build_app
 
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     photo_path = tmp_path / "photo.png"

@@ -7,13 +7,13 @@ import typing
 
 import pytest
 
+from dfpir.config import data_config_from_yaml
 from dfpir.data import (
     RELEASE_REPEATS,
     DataConfig,
     TaskDataConfig,
     builtin_demo,
     data_config_from_dict,
-    data_config_from_yaml,
     default_five_task,
     default_three_task,
 )

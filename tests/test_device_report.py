@@ -9,11 +9,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from dfpir import device_report as dr
 from dfpir.cli import device_report as script
 from dfpir.config import load_config
 from dfpir.data import DataConfig, check_data, image_header
 from dfpir.data.config import TaskDataConfig
+from dfpir.perf import device_report as dr
+from dfpir.perf import measure, speed
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -114,7 +115,7 @@ def test_out_of_memory_becomes_a_row_not_a_crash(monkeypatch):
     def oom(*args, **kwargs):
         raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
 
-    monkeypatch.setattr(dr, "benchmark", oom)
+    monkeypatch.setattr(speed, "benchmark", oom)
     settings = dr.ReportSettings.for_quick()
     settings.modes, settings.batches = ["fp32"], [2]
     rows = dr.throughput(settings, torch.device("cpu"))
@@ -122,7 +123,7 @@ def test_out_of_memory_becomes_a_row_not_a_crash(monkeypatch):
     assert "out of memory" in dr.markdown({"settings": {"quick": True, "size": 32},
                                            "environment": dr.environment(torch.device("cpu")),
                                            "total_s": 0.0, "throughput": rows})
-    with pytest.raises(ValueError), dr._catch_oom(torch.device("cpu")):
+    with pytest.raises(ValueError), measure._catch_oom(torch.device("cpu")):
         raise ValueError("not a memory error")  # other errors pass through
 
 

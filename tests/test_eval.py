@@ -16,11 +16,11 @@ import yaml
 from dfpir.cli.eval import main
 from dfpir.config import load_config
 from dfpir.data import build_test_datasets, write_image
-from dfpir.inference import restore
-from dfpir.metrics import compute_metrics
+from dfpir.eval.metrics import compute_metrics
 from dfpir.models import DFPIR
 from dfpir.models.checkpoint import release_checkpoint
 from dfpir.prompts import HashedEncoder, prompt_sentence
+from dfpir.restore.inference import restore
 
 TINY_MODEL = {"dim": 8, "num_blocks": [1, 1, 1, 1], "num_refinement_blocks": 1,
               "heads": [1, 2, 2, 4]}

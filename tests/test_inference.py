@@ -10,9 +10,9 @@ import torch.nn.functional as F
 from conftest import tiny_config
 from torch import nn
 
-from dfpir.inference import blend_window, restore, tile_starts
-from dfpir.metrics import psnr
+from dfpir.eval.metrics import psnr
 from dfpir.models import DFPIR, DFPIRConfig
+from dfpir.restore.inference import blend_window, restore, tile_starts
 
 
 @pytest.fixture(autouse=True)

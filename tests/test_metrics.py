@@ -11,7 +11,7 @@ import torch
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from dfpir.data import crop_to_multiple, read_image, write_image
-from dfpir.metrics import compute_metrics, psnr, psnr_torch, quantize_uint8, ssim
+from dfpir.eval.metrics import compute_metrics, psnr, psnr_torch, quantize_uint8, ssim
 
 
 def random_pair(seed: int, shape=(3, 40, 56)) -> tuple[torch.Tensor, torch.Tensor]:

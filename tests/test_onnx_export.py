@@ -17,10 +17,10 @@ from dfpir.cli.export import main as export_main
 from dfpir.cli.restore import main as restore_main
 from dfpir.config import ExperimentConfig
 from dfpir.data import read_image_raw, write_image
-from dfpir.inference import restore
 from dfpir.models import DFPIR
-from dfpir.onnx_export import TaskModel, fold_prompt, load_task_model
 from dfpir.prompts import HashedEncoder, prompt_sentence
+from dfpir.restore.inference import restore
+from dfpir.restore.onnx_export import TaskModel, fold_prompt, load_task_model
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 ROOT = Path(__file__).resolve().parents[1]
@@ -99,7 +99,7 @@ def reference_model(ckpt: Path) -> DFPIR:
 
 
 def test_onnx_matches_pytorch_at_any_size(exported):
-    from dfpir.onnx_runtime import OnnxRestorer
+    from dfpir.restore.onnx_runtime import OnnxRestorer
 
     ckpt, onnx_path = exported
     runner = OnnxRestorer(onnx_path, threads=1)
@@ -119,7 +119,7 @@ def test_onnx_matches_pytorch_at_any_size(exported):
 
 
 def test_onnx_tiles_like_pytorch(exported):
-    from dfpir.onnx_runtime import OnnxRestorer
+    from dfpir.restore.onnx_runtime import OnnxRestorer
 
     ckpt, onnx_path = exported
     rgb = np.random.default_rng(0).random((70, 90, 3), dtype=np.float32)
@@ -152,7 +152,7 @@ def test_restore_script_runs_onnx(exported, tmp_path, capsys):
 
 
 def test_onnx_runner_rejects_other_files(tmp_path):
-    from dfpir.onnx_runtime import OnnxModelError, OnnxRestorer
+    from dfpir.restore.onnx_runtime import OnnxModelError, OnnxRestorer
 
     pytest.importorskip("onnxruntime")
     bad = tmp_path / "bad.onnx"
@@ -164,7 +164,7 @@ def test_onnx_runner_rejects_other_files(tmp_path):
 
 
 def test_app_bundle_runs_onnx(exported, tmp_path):
-    from dfpir.app import degradation_choices, load_bundle, restore_uploads
+    from dfpir.app.server import degradation_choices, load_bundle, restore_uploads
 
     _, onnx_path = exported
     bundle = load_bundle(onnx=onnx_path, tile=32, overlap=8, threads=1)

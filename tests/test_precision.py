@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from conftest import tiny_config
 
 from dfpir.config import load_config
-from dfpir.inference import autocast_context
+from dfpir.device import autocast_context
 from dfpir.loading import load_experiment
 from dfpir.models import DFPIR, DGCPM, DFPIRConfig
 from dfpir.models.orders import check_order_record, check_prompt_record, order_record

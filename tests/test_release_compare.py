@@ -12,7 +12,7 @@ from conftest import tiny_config
 
 from dfpir.cli.compare_release import main
 from dfpir.errors import ConfigError
-from dfpir.release_compare import compare_with_release, load_release_class
+from dfpir.perf.release_compare import compare_with_release, load_release_class
 
 
 def _fake_release(root: Path, config_fields: dict | None = None, scale: float = 1.0) -> Path:

@@ -11,8 +11,7 @@ from pathlib import Path
 import pytest
 
 from dfpir.cli.rank import main
-from dfpir.models import DFPIRConfig
-from dfpir.tables import (
+from dfpir.eval.tables import (
     choose_paper_table,
     format_diff,
     format_score,
@@ -22,6 +21,7 @@ from dfpir.tables import (
     results_table,
     table3_report,
 )
+from dfpir.models import DFPIRConfig
 
 TABLE1_SETS = ["sots", "rain100l", "cbsd68_s15", "cbsd68_s25", "cbsd68_s50"]
 

@@ -21,9 +21,9 @@ from conftest import tiny_config
 from test_train import ROOT, TINY, tiny_cfg
 
 from dfpir.config import ConfigError, load_config, save_config
-from dfpir.inference import restore
 from dfpir.models import DFPIR
 from dfpir.models.checkpoint import CheckpointError, load_weights
+from dfpir.restore.inference import restore
 from dfpir.train import (
     CheckpointWriteError,
     NonFiniteLossError,
@@ -342,7 +342,7 @@ def test_overwrite_temporaries_disk_full_and_restart_before_first_checkpoint(
 def test_restore_files_goes_on_after_out_of_memory(tmp_path, monkeypatch):
     import numpy as np
 
-    import dfpir.restore as restore_module
+    import dfpir.restore.files as restore_module
     from dfpir.data import write_image
 
     inputs = []

@@ -18,7 +18,7 @@ from torch.utils.data import Dataset
 
 from ..config import ExperimentConfig
 from ..data import build_test_datasets
-from ..inference import resolve_device
+from ..device import resolve_device
 from ..loading import experiment_config, load_experiment
 from ..models import DFPIR
 from ..prompts import DEGRADATIONS, PromptBank, PromptEncoder, build_encoder

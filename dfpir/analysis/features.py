@@ -21,7 +21,7 @@ import torch
 
 from ..data import read_image
 from ..data.transforms import to_tensor
-from ..metrics import psnr
+from ..eval.metrics import psnr
 from .common import Analysis, image_hwc, new_figure, save_figure, write_csv
 
 STAGES = ("input", "dgcpm", "caapm")

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..inference import restore
-from ..metrics import psnr, ssim
+from ..eval.metrics import psnr, ssim
+from ..restore.inference import restore
 from .common import Analysis, image_hwc, new_figure, save_figure, write_csv
 
 

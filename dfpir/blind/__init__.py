@@ -5,6 +5,7 @@
 See the README, "Restore".
 """
 
+from ..config.classifier import IF_UNSURE, ClassifierConfig
 from .api import BlindChoice, blind_restore, choose_degradation, load_classifier
 from .classifier import (
     ClassifierError,
@@ -13,7 +14,6 @@ from .classifier import (
     classifier_from_checkpoint,
     train_classifier,
 )
-from .config import IF_UNSURE, ClassifierConfig
 
 __all__ = [
     "IF_UNSURE",

@@ -19,15 +19,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..inference import restore
+from ..config.classifier import IF_UNSURE
 from ..models.checkpoint import read_checkpoint
+from ..restore.inference import restore
 from .classifier import (
     ClassifierError,
     DegradationClassifier,
     Prediction,
     classifier_from_checkpoint,
 )
-from .config import IF_UNSURE
 
 __all__ = ["BlindChoice", "blind_restore", "choose_degradation", "load_classifier"]
 

@@ -21,10 +21,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..config.classifier import ClassifierConfig
 from ..data import DataError, build_train_dataset
 from ..data.tasks import TASKS, validate_task
 from ..models.checkpoint import CheckpointError
-from .config import ClassifierConfig
 from .features import FEATURE_NAMES, grid_crops, image_features
 
 if TYPE_CHECKING:

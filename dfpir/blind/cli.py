@@ -13,10 +13,10 @@ from pathlib import Path
 import torch
 
 from ..config import ConfigError
+from ..config.classifier import IF_UNSURE
 from ..prompts import PromptBank, PromptConfig, build_encoder
 from .api import choose_degradation, load_classifier
 from .classifier import DegradationClassifier
-from .config import IF_UNSURE
 
 __all__ = ["add_eval_arguments", "add_restore_arguments", "auto_prompt_chooser"]
 

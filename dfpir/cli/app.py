@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 import torch
 
-from ..app import DEMO_CHECKPOINT, build_app, load_bundle, require_gradio
+from ..app.server import DEMO_CHECKPOINT, build_app, load_bundle, require_gradio
 from ..config import ConfigError
 from .common import add_config, add_device, run_cli
 

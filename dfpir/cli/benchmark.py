@@ -13,10 +13,9 @@ from collections.abc import Sequence
 
 import torch
 
-from ..allocator import keep_freed_memory
-from ..benchmark import benchmark, count_params, forward_flops, markdown_table
-from ..inference import resolve_device
+from ..device import keep_freed_memory, resolve_device
 from ..models import DFPIR, DFPIRConfig
+from ..perf.benchmark import benchmark, count_params, forward_flops, markdown_table
 from .common import run_cli
 
 

@@ -19,9 +19,9 @@ import numpy as np
 import torch
 
 from ..models import DFPIR, DFPIRConfig
-from ..onnx_export import TaskModel, export_onnx, fold_prompt
-from ..onnx_runtime import OnnxRestorer
 from ..prompts import HashedEncoder, prompt_sentence
+from ..restore.onnx_export import TaskModel, export_onnx, fold_prompt
+from ..restore.onnx_runtime import OnnxRestorer
 from .common import run_cli
 
 

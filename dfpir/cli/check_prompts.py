@@ -29,8 +29,8 @@ from ..analysis import (
     write_csv_rows,
 )
 from ..config import ConfigError, load_config
+from ..device import resolve_device
 from ..errors import FigureError
-from ..inference import resolve_device
 from ..models import DFPIR
 from .common import run_cli
 

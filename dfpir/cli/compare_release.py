@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
-from ..release_compare import check_settings, compare_with_release, load_release_class
+from ..perf.release_compare import check_settings, compare_with_release, load_release_class
 from .common import run_cli
 
 

@@ -14,9 +14,9 @@ import argparse
 from collections.abc import Sequence
 from pathlib import Path
 
-from ..device_report import SECTIONS, ReportSettings, run_report
+from ..device import resolve_device
 from ..errors import ConfigError
-from ..inference import resolve_device
+from ..perf.device_report import SECTIONS, ReportSettings, run_report
 from .common import add_device, run_cli
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -12,12 +12,12 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ..blind.cli import add_eval_arguments
-from ..blind.evaluation import blind_markdown
 from ..errors import ResultsError
-from ..evaluate import evaluate
+from ..eval.blind import blind_markdown
+from ..eval.evaluate import evaluate
+from ..eval.report import write_report
+from ..eval.tables import PAPER_LAYOUTS
 from ..loading import load_experiment
-from ..report import write_report
-from ..tables import PAPER_LAYOUTS
 from .common import add_amp, add_ckpt, add_config, add_device, add_override_arch, run_cli
 
 __all__ = ["build_parser", "cli_overrides", "main", "run"]

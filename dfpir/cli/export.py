@@ -16,7 +16,7 @@ from pathlib import Path
 from ..config import ConfigError
 from ..loading import load_experiment, stored_model_config
 from ..models.checkpoint import CheckpointError, read_checkpoint
-from ..onnx_export import export_onnx, export_safetensors, task_model_from_checkpoint
+from ..restore.onnx_export import export_onnx, export_safetensors, task_model_from_checkpoint
 from ..train import export_weights
 from .common import add_ckpt, add_config, run_cli
 

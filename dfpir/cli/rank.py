@@ -10,7 +10,7 @@ import argparse
 from collections.abc import Sequence
 from pathlib import Path
 
-from ..tables import load_run, table3_report
+from ..eval.tables import load_run, table3_report
 from .common import run_cli
 
 __all__ = ["build_parser", "main", "run"]

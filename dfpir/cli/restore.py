@@ -135,7 +135,7 @@ def _run_onnx(args: argparse.Namespace, inputs: list[Path], outputs: list[Path],
               single: bool) -> int:
     """``--onnx FILE``: the exported task's model in onnxruntime; --degradation/--prompt, when
     given, must be the exported task or sentence."""
-    from ..onnx_runtime import OnnxRestorer
+    from ..restore.onnx_runtime import OnnxRestorer
 
     runner = OnnxRestorer(args.onnx, threads=args.threads)
     if args.degradation is not None and args.degradation != runner.task:

@@ -26,7 +26,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..allocator import keep_freed_memory
 from ..analysis import (
     DEFAULT_LAYER,
     Analysis,
@@ -41,6 +40,7 @@ from ..analysis import (
     save_shuffle,
     save_tsne,
 )
+from ..device import keep_freed_memory
 from ..errors import FigureError
 from .common import add_ckpt, add_config, add_device, add_override_arch, run_cli
 

@@ -25,14 +25,14 @@ from .config import (
     TestSetConfig,
     builtin_demo,
     data_config_from_dict,
-    data_config_from_yaml,
     default_five_task,
     default_three_task,
     validate_data_config,
 )
 from .errors import DataError, ImageReadError, LayoutError
 from .io import image_header, read_image, read_image_raw, to_uint8_rgb, write_image
-from .layouts import ImagePair, find_pairs, scan_task_folders
+from .layouts import ImagePair
+from .scan import find_pairs, scan_task_folders
 from .synthetic import (
     BlurConfig,
     HazeConfig,
@@ -92,7 +92,6 @@ __all__ = [
     "check_data",
     "crop_to_multiple",
     "data_config_from_dict",
-    "data_config_from_yaml",
     "default_five_task",
     "default_three_task",
     "degrade",

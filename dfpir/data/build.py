@@ -11,7 +11,8 @@ from torch.utils.data import Dataset
 from .builtin import BuiltinTestSet, BuiltinTrainSet, load_builtin_image
 from .config import DataConfig, TaskDataConfig, TestSetConfig, validate_data_config
 from .errors import DataError
-from .layouts import ImagePair, find_pairs
+from .layouts import ImagePair
+from .scan import find_pairs
 from .tasks import task_family
 from .testset import PairedTestSet, release_noise_states
 from .trainset import MixedTrainSet, TaskTrainSet

@@ -15,7 +15,7 @@ from .builtin import load_builtin_image
 from .config import DataConfig, validate_data_config
 from .errors import DataError
 from .io import image_header, read_image
-from .layouts import ScanResult, scan_task_folders
+from .scan import ScanResult, scan_task_folders
 from .tasks import task_family
 
 _EXAMPLES = 3

@@ -38,7 +38,6 @@ __all__ = [
     "TEST_NOISE_MODES",
     "builtin_demo",
     "data_config_from_dict",
-    "data_config_from_yaml",
     "default_five_task",
     "default_three_task",
 ]
@@ -287,15 +286,3 @@ def _data_config(d: dict | None, origin: dict[str, str]) -> DataConfig:
     if not isinstance(d, dict):
         raise ConfigError(f"data: expected a mapping, got {type(d).__name__}")
     return validate_data_config(build_dataclass(DataConfig, d, "data", origin))
-
-
-def data_config_from_yaml(path: str) -> DataConfig:
-    """Read the ``data:`` section of a YAML config file (and of its ``base:`` chain) into a
-    ``DataConfig``, strictly. A file without a ``data:`` key gets the defaults. Raises
-    ``ConfigError`` naming the key and the file that set it.
-    """
-    from ..config import load_raw  # the project's reader: follows ``base:`` inheritance
-
-    origin: dict[str, str] = {}
-    document = load_raw(path, origin)
-    return _data_config(document.get("data"), origin)

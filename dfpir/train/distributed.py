@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-from ..inference import resolve_device
+from ..device import resolve_device
 
 
 @dataclass

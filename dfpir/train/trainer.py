@@ -17,7 +17,6 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from ..allocator import keep_freed_memory
 from ..config import (
     ConfigError,
     ExperimentConfig,
@@ -35,6 +34,7 @@ from ..data import (
     loader_workers,
     seed_worker,
 )
+from ..device import keep_freed_memory
 from ..models import DFPIR
 from ..models.checkpoint import check_state_dict, non_finite_keys
 from ..models.orders import order_record

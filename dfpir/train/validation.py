@@ -11,10 +11,10 @@ import torch
 from torch.utils.data import Dataset
 
 from ..config import EvalConfig
-from ..eval_loop import restored_images
-from ..inference import restore
-from ..metrics import psnr, ssim
+from ..eval.loop import restored_images
+from ..eval.metrics import psnr, ssim
 from ..prompts import PromptBank
+from ..restore.inference import restore
 
 
 def _hwc(image: torch.Tensor) -> np.ndarray:

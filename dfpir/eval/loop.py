@@ -21,8 +21,9 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm import tqdm
 
-from .data import loader_workers, write_image
-from .inference import restore, sync_device
+from ..data import loader_workers, write_image
+from ..device import sync_device
+from ..restore.inference import restore
 from .metrics import ImageMetrics, compute_metrics
 
 __all__ = ["ImageResult", "MeanScores", "Restored", "SetResult", "evaluate_set", "restored_images"]

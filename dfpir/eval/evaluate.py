@@ -29,24 +29,19 @@ from pathlib import Path
 
 import torch
 
-from .blind.evaluation import BlindReport, PromptMatrix, evaluate_blind, prompt_matrix
-from .config import ConfigError, ExperimentConfig
-from .data import build_test_datasets
-from .data.tasks import TASKS
-from .eval_loop import ImageResult, SetResult, evaluate_set
-from .inference import resolve_device
-from .loading import LoadedModel, load_model, select_model_config, stored_model_config
-from .models.checkpoint import read_checkpoint
-from .models.orders import check_prompt_record
-from .models.precision import set_backend_precision
-from .prompts import PromptBank, build_encoder
+from ..config import ConfigError, ExperimentConfig
+from ..data import build_test_datasets
+from ..data.tasks import TASKS
+from ..device import resolve_device
+from ..loading import LoadedModel, load_model, select_model_config, stored_model_config
+from ..models.checkpoint import read_checkpoint
+from ..models.orders import check_prompt_record
+from ..models.precision import set_backend_precision
+from ..prompts import PromptBank, build_encoder
+from .blind import BlindReport, PromptMatrix, evaluate_blind, prompt_matrix
+from .loop import ImageResult, SetResult, evaluate_set
 from .report import EvalReport, report_dict, write_report
-from .tables import (
-    PAPER_LAYOUTS,
-    choose_paper_table,
-    paper_scores,
-    results_table,
-)
+from .tables import PAPER_LAYOUTS, choose_paper_table, paper_scores, results_table
 
 __all__ = [
     "EvalReport",
@@ -180,7 +175,7 @@ def evaluate(
 
 def _blind_classifier(checkpoint: str | os.PathLike, classifier: str | os.PathLike | None):
     """The degradation classifier for the blind row: the file given, else the checkpoint's."""
-    from .blind import classifier_from_checkpoint, load_classifier
+    from ..blind import classifier_from_checkpoint, load_classifier
 
     if classifier is not None:
         return load_classifier({}, None, classifier)

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import yaml
 
-from .errors import ResultsError
-from .models import TABLE3_ROWS, DFPIRConfig
+from ..errors import ResultsError
+from ..models import TABLE3_ROWS, DFPIRConfig
 
 __all__ = [
     "NO_VALUE",

@@ -25,10 +25,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from .config import ConfigError
-from .data import DataError, read_image_raw, write_image
-from .inference import restore, tile_starts
-from .restore import PreparedImage, finish_image, prepare_image, prompt_embedding
+from ..config import ConfigError
+from ..data import DataError, read_image_raw, write_image
+from ..restore import PreparedImage, finish_image, prepare_image, prompt_embedding
+from ..restore.inference import restore, tile_starts
 
 __all__ = [
     "AUTO",
@@ -94,13 +94,13 @@ def load_bundle(ckpt: str | os.PathLike | None = None, onnx: str | os.PathLike |
         raise ConfigError(f"need tile >= 0 and 0 <= overlap < tile, got tile {tile}, "
                          f"overlap {overlap}")
     if onnx is not None:
-        from .onnx_runtime import OnnxRestorer
+        from ..restore.onnx_runtime import OnnxRestorer
 
         return ModelBundle(str(onnx), torch.device("cpu"), tile, overlap,
                            onnx=OnnxRestorer(onnx, threads=threads))
-    from .blind import classifier_from_checkpoint
-    from .loading import load_experiment
-    from .models.checkpoint import read_checkpoint
+    from ..blind import classifier_from_checkpoint
+    from ..loading import load_experiment
+    from ..models.checkpoint import read_checkpoint
 
     raw = read_checkpoint(ckpt)
     loaded = load_experiment(raw, config, overrides, device, name=str(ckpt))
@@ -114,7 +114,7 @@ def blind_classifier(bundle: ModelBundle
     """For "auto": the bundle's blind degradation classifier (an HxWx3 float image -> the
     degradation name and a line saying how sure it is) and a note, or ``(None, why there is
     none)``. The page offers "auto" first when there is one."""
-    from .blind import choose_degradation
+    from ..blind import choose_degradation
 
     if bundle.onnx is not None:
         return None, "an ONNX export restores one fixed degradation"
@@ -133,7 +133,7 @@ def blind_classifier(bundle: ModelBundle
 
 def _trained_tasks(stored: Mapping | None) -> list[str]:
     """The degradations a checkpoint of ours was trained on, from its stored config."""
-    from .prompts import DEGRADATIONS
+    from ..prompts import DEGRADATIONS
 
     data = stored.get("data") if isinstance(stored, Mapping) else None
     if not isinstance(data, Mapping):
@@ -149,7 +149,7 @@ def degradation_choices(bundle: ModelBundle) -> list[str]:
     """What the page's degradation menu offers for this bundle: "auto" (when
     ``blind_classifier`` has one), then the trained degradations (all known ones when the
     checkpoint does not say); the exported task for ONNX; a "none" entry for the baseline."""
-    from .prompts import DEGRADATIONS
+    from ..prompts import DEGRADATIONS
 
     if bundle.onnx is not None:
         return [bundle.onnx.task]

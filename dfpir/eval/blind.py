@@ -14,11 +14,11 @@ from pathlib import Path
 import torch
 from torch.utils.data import Dataset
 
-from ..eval_loop import MeanScores
-from ..inference import restore
-from ..metrics import compute_metrics
-from ..tables import markdown_table
-from .classifier import DegradationClassifier
+from ..blind.classifier import DegradationClassifier
+from ..restore.inference import restore
+from .loop import MeanScores
+from .metrics import compute_metrics
+from .tables import markdown_table
 
 __all__ = ["BlindImage", "BlindReport", "BlindSet", "PromptMatrix", "blind_markdown",
            "evaluate_blind", "prompt_matrix", "write_blind_files", "write_prompt_matrix"]

@@ -20,8 +20,8 @@ from typing import Literal, Protocol
 import numpy as np
 import torch
 
-from .data.tasks import TASKS
-from .errors import DfpirError
+from ..data.tasks import TASKS
+from ..errors import DfpirError
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import DfpirError
+from ..errors import DfpirError
 
 __all__ = ["EXPORT_FORMAT", "OnnxModelError", "OnnxRestorer"]
 

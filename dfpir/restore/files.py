@@ -27,11 +27,11 @@ import torch
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-from .config import ExperimentConfig
-from .data import DataError, read_image_raw, write_image
-from .data.io import is_image_file
+from ..config import ExperimentConfig
+from ..data import DataError, read_image_raw, write_image
+from ..data.io import is_image_file
+from ..prompts import PromptError, build_encoder, get_degradation, prompt_sentence
 from .inference import restore
-from .prompts import PromptError, build_encoder, get_degradation, prompt_sentence
 
 __all__ = [
     "PreparedImage",

@@ -20,9 +20,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .errors import ConfigError
-from .models import DFPIRConfig, build_model
-from .models.checkpoint import ours_to_release
+from ..errors import ConfigError
+from ..models import DFPIRConfig, build_model
+from ..models.checkpoint import ours_to_release
 
 RELEASE_CLASS = "ChannelShuffle_skip_textguaid"
 

@@ -15,15 +15,9 @@ from pathlib import Path
 
 import torch
 
-from .blind.evaluation import (
-    BlindReport,
-    PromptMatrix,
-    blind_markdown,
-    write_blind_files,
-    write_prompt_matrix,
-)
-from .eval_loop import SetResult
-from .models import DFPIRConfig
+from ..models import DFPIRConfig
+from .blind import BlindReport, PromptMatrix, blind_markdown, write_blind_files, write_prompt_matrix
+from .loop import SetResult
 from .tables import (
     PAPER_LAYOUTS,
     ComparisonTable,

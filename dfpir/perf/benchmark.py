@@ -11,8 +11,8 @@ from dataclasses import dataclass
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from .inference import sync_device
-from .models import DFPIR
+from ..device import sync_device
+from ..models import DFPIR
 
 
 @dataclass

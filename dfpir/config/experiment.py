@@ -18,12 +18,12 @@ from typing import Annotated, Any, Literal
 
 import yaml
 
-from .blind.config import ClassifierConfig
-from .data.config import DataConfig
-from .errors import ConfigError
-from .models import DFPIRConfig
-from .prompts import PromptConfig
-from .schema import build_dataclass, convert
+from ..data.config import DataConfig, data_config_from_dict
+from ..errors import ConfigError
+from ..models import DFPIRConfig
+from ..prompts import PromptConfig
+from ..schema import build_dataclass, convert
+from .classifier import ClassifierConfig
 
 __all__ = [
     "ConfigError",
@@ -36,6 +36,7 @@ __all__ = [
     "check_device_name",
     "config_to_dict",
     "convert",
+    "data_config_from_yaml",
     "load_config",
     "load_raw",
     "save_config",
@@ -315,6 +316,16 @@ def load_config(path: str | os.PathLike | None = None, overrides: list[str] = ()
     for override in overrides:
         apply_override(raw, override, origin)
     return build_dataclass(ExperimentConfig, raw, "", origin)
+
+
+def data_config_from_yaml(path: str | os.PathLike) -> DataConfig:
+    """Read the ``data:`` section of a YAML config file (and of its ``base:`` chain) into a
+    ``DataConfig``, strictly. A file without a ``data:`` key gets the defaults. Raises
+    ``ConfigError`` naming the key and the file that set it.
+    """
+    origin: dict[str, str] = {}
+    document = load_raw(path, origin)
+    return data_config_from_dict(document.get("data"), origin)
 
 
 def config_to_dict(cfg: Any) -> dict:

@@ -14,61 +14,15 @@ checks < 0.05 dB PSNR).
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Iterator
 
 import torch
 from torch import nn
 
-from .errors import ConfigError, DeviceError
+from ..device import autocast_context
+from ..errors import ConfigError
 
-__all__ = ["AMP_DTYPES", "autocast_context", "blend_window", "resolve_device", "restore",
-           "tile_starts"]
-
-#: Names accepted for mixed-precision inference.
-AMP_DTYPES: dict[str, torch.dtype | None] = {
-    "none": None,
-    "bf16": torch.bfloat16,
-    "fp16": torch.float16,
-}
-
-
-def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """``"auto"`` is the first CUDA GPU when there is one, else the CPU."""
-    if isinstance(device, torch.device):
-        return device
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        resolved = torch.device(device)
-    except RuntimeError as err:
-        raise DeviceError(f"unknown device {device!r}; expected auto, cpu, cuda or cuda:N") from err
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise DeviceError(f"device {device!r} requested but CUDA is not available here; use "
-                          "--device cpu (or auto)")
-    if resolved.type == "cuda" and resolved.index is not None \
-            and resolved.index >= torch.cuda.device_count():
-        raise DeviceError(f"device {device!r} requested but this machine has "
-                          f"{torch.cuda.device_count()} CUDA device(s)")
-    return resolved
-
-
-def sync_device(device: torch.device) -> None:
-    """Wait for the device's queued work (CUDA), so wall-clock timings measure it."""
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def autocast_context(device: torch.device, amp: str | None) -> contextlib.AbstractContextManager:
-    """``torch.autocast`` for ``amp`` in ``AMP_DTYPES`` (``None``/"none": full precision)."""
-    name = amp or "none"
-    if name not in AMP_DTYPES:
-        raise ConfigError(f"unknown amp mode {amp!r}; expected one of {list(AMP_DTYPES)}")
-    dtype = AMP_DTYPES[name]
-    if dtype is None:
-        return contextlib.nullcontext()
-    return torch.autocast(device_type=device.type, dtype=dtype)
-
+__all__ = ["blend_window", "restore", "tile_starts"]
 
 def tile_starts(length: int, tile: int, overlap: int) -> list[int]:
     """Start offsets of tiles of size ``tile`` covering ``length`` with at least ``overlap``

@@ -28,7 +28,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .models import DFPIR, DFPIRConfig
+from ..models import DFPIR, DFPIRConfig
 
 __all__ = [
     "EXPORT_FORMAT",
@@ -148,9 +148,9 @@ def task_model_from_checkpoint(
 ) -> TaskModel:
     """Load a checkpoint (as ``scripts/restore.py`` does), embed the task's sentence (or
     ``prompt_text``) with the configured encoder and fold it in. The metadata says which."""
-    from .loading import load_experiment
-    from .prompts import PromptError, get_degradation
-    from .restore import prompt_embedding
+    from ..loading import load_experiment
+    from ..prompts import PromptError, get_degradation
+    from . import prompt_embedding
 
     loaded = load_experiment(checkpoint, config, overrides, "cpu")
     cfg = loaded.cfg
