@@ -120,6 +120,7 @@ class LoadedModel:
     notes: list[str] = field(default_factory=list)
     cfg: ExperimentConfig | None = None  # the effective experiment config (load_experiment)
     orders: dict | None = None  # the channel orders recorded at training (dfpir.models.orders)
+    classifier_state: dict | None = None  # the blind classifier stored beside the weights
 
 
 def load_model(checkpoint: str | os.PathLike | Mapping, fallback: DFPIRConfig,
@@ -160,7 +161,10 @@ def load_model(checkpoint: str | os.PathLike | Mapping, fallback: DFPIRConfig,
         else None
     if orders is not None:
         notes += check_order_record(model, orders)
-    return LoadedModel(model, config, layout, source, path, stored, notes, orders=orders)
+    classifier = ckpt.get("classifier") if isinstance(ckpt.get("classifier"), Mapping) \
+        else None
+    return LoadedModel(model, config, layout, source, path, stored, notes, orders=orders,
+                       classifier_state=classifier)
 
 
 def architecture_conflicts(stored: Mapping, explicit: Mapping, source: str = "the checkpoint",

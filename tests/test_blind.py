@@ -203,3 +203,27 @@ def test_train_classifier_script_and_missing_classifier(run_dir, tmp_path, capsy
     assert restore_main(["--ckpt", str(run_dir / "checkpoints" / "latest.pt"), "-i", str(photo),
                          "-o", str(tmp_path / "r"), "-d", "auto", "--classifier", str(separate),
                          "--no-progress"]) == 0
+
+
+def test_restore_auto_and_eval_read_the_checkpoint_once(run_dir, tmp_path, monkeypatch):
+    """The weights and the classifier come from one read of the file (load_experiment keeps
+    the classifier's state), not one read each."""
+    ckpt = run_dir / "checkpoints" / "latest.pt"
+    reads: list[str] = []
+    load = torch.load
+
+    def counting(f, *args, **kwargs):
+        if str(f) == str(ckpt):
+            reads.append(str(f))
+        return load(f, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "load", counting)
+    photo = tmp_path / "photo.png"
+    write_image(photo, load_builtin_image("coffee", 64)[:32, :32])
+    assert restore_main(["--ckpt", str(ckpt), "-i", str(photo), "-o", str(tmp_path / "out"),
+                         "-d", "auto", "--no-progress"]) == 0
+    assert len(reads) == 1
+    reads.clear()
+    assert eval_main(["--config", str(run_dir / "config.yaml"), "--ckpt", str(ckpt),
+                      "--out", str(tmp_path / "eval"), "--no-progress"]) == 0
+    assert len(reads) == 1

@@ -17,7 +17,6 @@ from ..config import ConfigError
 from ..data import DataError
 from ..data.tasks import TASKS
 from ..loading import load_experiment
-from ..models.checkpoint import read_checkpoint
 from ..prompts import PromptError, get_degradation
 from ..restore import (
     collect_inputs,
@@ -102,7 +101,8 @@ def run(args: argparse.Namespace) -> int:
         logger.info("note: %s", note)
     prompt, choose = None, None
     if loaded.config.has_dgpb and args.degradation == AUTO:  # blind: dfpir.blind
-        choose = auto_prompt_chooser(read_checkpoint(args.ckpt), args.ckpt, args.classifier,
+        choose = auto_prompt_chooser({"classifier": loaded.classifier_state}, args.ckpt,
+                                     args.classifier,
                                      cfg.prompts, device, if_unsure=args.if_unsure,
                                      threshold=args.threshold)
     elif loaded.config.has_dgpb:

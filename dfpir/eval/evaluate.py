@@ -34,7 +34,6 @@ from ..data import build_test_datasets
 from ..data.tasks import TASKS
 from ..device import resolve_device
 from ..loading import LoadedModel, load_model, select_model_config, stored_model_config
-from ..models.checkpoint import read_checkpoint
 from ..models.orders import check_prompt_record
 from ..models.precision import set_backend_precision
 from ..prompts import PromptBank, build_encoder
@@ -118,7 +117,7 @@ def evaluate(
             raise ConfigError(err.args[0]) from None
     bank, clf = None, None
     if loaded.config.has_dgpb:
-        clf = _blind_classifier(checkpoint, classifier)
+        clf = _blind_classifier(loaded, classifier)
         encoder = build_encoder(cfg.prompts, device=device)
         tasks = list(dict.fromkeys(d.task for d in datasets.values()))
         if clf is not None or with_prompt_matrix:
@@ -173,13 +172,15 @@ def evaluate(
     )
 
 
-def _blind_classifier(checkpoint: str | os.PathLike, classifier: str | os.PathLike | None):
-    """The degradation classifier for the blind row: the file given, else the checkpoint's."""
+def _blind_classifier(loaded: LoadedModel, classifier: str | os.PathLike | None):
+    """The degradation classifier for the blind row: the file given, else the one the
+    checkpoint stores (read with the weights: the checkpoint is read once)."""
     from ..blind import classifier_from_checkpoint, load_classifier
 
     if classifier is not None:
         return load_classifier({}, None, classifier)
-    return classifier_from_checkpoint(read_checkpoint(checkpoint), str(checkpoint))
+    return classifier_from_checkpoint({"classifier": loaded.classifier_state},
+                                      loaded.checkpoint)
 
 
 def _matrix_prompts(cfg: ExperimentConfig, test_tasks: list[str], clf) -> list[str]:
