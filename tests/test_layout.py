@@ -39,20 +39,24 @@ def _module(path: Path) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
+def _target(node: ast.ImportFrom, path: Path) -> str:
+    """The absolute module a ``from ... import`` in ``path`` reads from."""
+    if not node.level:
+        return node.module or ""
+    module = _module(path)
+    package = (module if path.name == "__init__.py" else module.rsplit(".", 1)[0]).split(".")
+    return ".".join(package[: len(package) - node.level + 1] + ([node.module] if node.module
+                                                                 else []))
+
+
 def _imports(path: Path) -> set[str]:
     """Every dfpir module ``path`` imports, at the top or inside a function."""
-    module = _module(path)
-    package = module if path.name == "__init__.py" else module.rsplit(".", 1)[0]
     found = set()
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.Import):
             found |= {a.name for a in node.names if a.name.startswith("dfpir")}
         elif isinstance(node, ast.ImportFrom):
-            if node.level:
-                base = package.split(".")[: len(package.split(".")) - node.level + 1]
-                target = ".".join(base + ([node.module] if node.module else []))
-            else:
-                target = node.module or ""
+            target = _target(node, path)
             if target.startswith("dfpir"):
                 found.add(target)
                 found |= {f"{target}.{a.name}" for a in node.names}
@@ -100,14 +104,9 @@ def test_no_import_circles_between_modules():
         tree = ast.parse(path.read_text())
         top_level = [n for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom))]
         edges = set()
-        package = module if path.name == "__init__.py" else module.rsplit(".", 1)[0]
         for node in top_level:
             if isinstance(node, ast.ImportFrom):
-                if node.level:
-                    base = package.split(".")[: len(package.split(".")) - node.level + 1]
-                    target = ".".join(base + ([node.module] if node.module else []))
-                else:
-                    target = node.module or ""
+                target = _target(node, path)
                 candidates = [target] + [f"{target}.{a.name}" for a in node.names]
             else:
                 candidates = [a.name for a in node.names]
