@@ -115,7 +115,15 @@ class TrainConfig:
     channels_last: bool = False
     compile: bool = False
     keep_freed_memory: bool = True  # CPU: keep freed memory in the process (see dfpir.benchmark)
-    log_every: int = 20  # iterations between TensorBoard scalars
+    # iterations between TensorBoard scalars, the loss on the progress bar and the non-finite
+    # check (one host-device synchronisation and one all-reduce per log_every steps)
+    log_every: int = 20
+    progress_every_s: float = 30.0  # seconds between plain progress lines when not on a tty
+    # torchrun: timeout of the training collectives (NCCL/gloo; torch's own default is 600 s)
+    dist_timeout_s: float = 1800.0
+    # torchrun: how long ranks wait for each other outside the steps (validation shards,
+    # checkpoint writes, the classifier), on a separate gloo group
+    dist_wait_timeout_s: float = 86400.0
     val_every: int = 1  # epochs between validations (0 = only at the end of each stage)
     val_max_images: int = 0  # validate on the first N images of each test set (0 = all)
     save_every_epochs: int = 1  # epochs between numbered checkpoints
@@ -145,6 +153,10 @@ class TrainConfig:
                 raise ValueError(f"{name} must be a number >= 0, got {value}")
         if self.log_every < 1:
             raise ValueError(f"log_every must be positive, got {self.log_every}")
+        for name in ("progress_every_s", "dist_timeout_s", "dist_wait_timeout_s"):
+            value = getattr(self, name)
+            if not (value > 0 and math.isfinite(value)):
+                raise ValueError(f"{name} must be a number of seconds > 0, got {value}")
         for name in ("val_every", "val_max_images", "save_every_epochs", "save_every_iters",
                      "sample_images"):
             if getattr(self, name) < 0:

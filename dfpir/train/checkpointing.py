@@ -67,8 +67,8 @@ def rng_state() -> dict:
                   "has_gauss": int(has_gauss), "gauss": float(gauss)},
         "torch": torch.get_rng_state(),
     }
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
+    if torch.cuda.is_available():  # this process's device only: any number of GPUs may resume
+        state["cuda_device"] = torch.cuda.get_rng_state()
     return state
 
 
@@ -80,8 +80,12 @@ def set_rng_state(state: dict) -> None:
     np.random.set_state(("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"],
                          n["has_gauss"], n["gauss"]))
     torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+    if not torch.cuda.is_available():
+        return
+    if "cuda_device" in state:
+        torch.cuda.set_rng_state(state["cuda_device"])
+    elif state.get("cuda"):  # older checkpoints: every device's state; ours is the first
+        torch.cuda.set_rng_state(state["cuda"][0])
 
 
 def load_training_state(path: str | os.PathLike) -> dict:

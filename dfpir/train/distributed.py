@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -17,6 +19,7 @@ class DistContext:
     world_size: int = 1
     local_rank: int = 0
     device: torch.device = torch.device("cpu")
+    wait_group: Any = None  # gloo group with a long timeout, for waits outside the steps
 
     @property
     def is_main(self) -> bool:
@@ -27,8 +30,10 @@ class DistContext:
         return self.world_size > 1
 
     def barrier(self) -> None:
+        """Wait for every rank on the long-timeout gloo group: a rank-0-only task (a checkpoint
+        write, a slow validation shard) never trips the training collectives' timeout."""
         if self.distributed:
-            dist.barrier()
+            dist.barrier(group=self.wait_group)
 
 
 def pick_device(name: str, local_rank: int = 0) -> torch.device:
@@ -42,16 +47,23 @@ def pick_device(name: str, local_rank: int = 0) -> torch.device:
     return device
 
 
-def setup(device: str = "auto") -> DistContext:
+def setup(device: str = "auto", timeout_s: float = 1800.0, wait_timeout_s: float = 86400.0
+          ) -> DistContext:
     """Join the process group that ``torchrun`` describes (WORLD_SIZE, RANK, LOCAL_RANK), or run
-    as a single process when those are not set. NCCL on CUDA, gloo on the CPU."""
+    as a single process when those are not set. NCCL on CUDA, gloo on the CPU, with the training
+    collectives' ``timeout_s``; waits outside the steps use a gloo group of ``wait_timeout_s``.
+    Each rank's GPU is ``cuda:LOCAL_RANK`` on every node."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local = int(os.environ.get("LOCAL_RANK", "0"))
     dev = pick_device(device, local)
-    if world > 1 and not dist.is_initialized():
-        dist.init_process_group("nccl" if dev.type == "cuda" else "gloo")
-    return DistContext(rank, world, local, dev)
+    wait_group = None
+    if world > 1:
+        if not dist.is_initialized():
+            dist.init_process_group("nccl" if dev.type == "cuda" else "gloo",
+                                    timeout=timedelta(seconds=timeout_s))
+        wait_group = dist.new_group(backend="gloo", timeout=timedelta(seconds=wait_timeout_s))
+    return DistContext(rank, world, local, dev, wait_group)
 
 
 def teardown(ctx: DistContext) -> None:
@@ -59,19 +71,19 @@ def teardown(ctx: DistContext) -> None:
         dist.destroy_process_group()
 
 
-def all_reduce_mean(value: torch.Tensor, ctx: DistContext) -> torch.Tensor:
+def all_reduce_sum(value: torch.Tensor, ctx: DistContext, wait: bool = False) -> torch.Tensor:
+    """The sum of ``value`` over the ranks (a copy; ``value`` itself when alone). ``wait``: on
+    the long-timeout gloo group (a CPU tensor), for sums after unevenly long work."""
     if ctx.distributed:
         value = value.clone()
-        dist.all_reduce(value)
-        value /= ctx.world_size
+        dist.all_reduce(value, group=ctx.wait_group if wait else None)
     return value
 
 
-def any_rank(flag: bool, ctx: DistContext) -> bool:
-    """Whether ``flag`` is true on any process (one tiny all-reduce): all ranks stop at the
-    same step when only some received a signal."""
+def broadcast_object(obj: Any, ctx: DistContext) -> Any:
+    """Rank 0's ``obj`` on every rank (over the wait group: rank 0 may have been busy)."""
     if not ctx.distributed:
-        return flag
-    value = torch.tensor([float(flag)], device=ctx.device)
-    dist.all_reduce(value, op=dist.ReduceOp.MAX)
-    return bool(value.item())
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=0, group=ctx.wait_group)
+    return box[0]

@@ -7,7 +7,6 @@ import json
 import logging
 import math
 import signal
-import sys
 import threading
 import time
 from pathlib import Path
@@ -15,7 +14,6 @@ from pathlib import Path
 import torch
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
-from tqdm import tqdm
 
 from ..config import (
     ConfigError,
@@ -35,10 +33,12 @@ from ..data import (
     seed_worker,
 )
 from ..device import keep_freed_memory
+from ..errors import TrainingError
 from ..models import DFPIR
 from ..models.checkpoint import check_state_dict, non_finite_keys
 from ..models.orders import order_record
 from ..models.precision import set_backend_precision
+from ..oom import is_out_of_memory
 from ..prompts import DEGRADATIONS, PromptBank, build_encoder
 from .checkpointing import (
     atomic_save,
@@ -47,9 +47,10 @@ from .checkpointing import (
     rng_state,
     set_rng_state,
 )
-from .distributed import DistContext, all_reduce_mean, any_rank, setup, teardown
+from .distributed import DistContext, all_reduce_sum, broadcast_object, setup, teardown
 from .errors import NonFiniteLossError, RunDirError, TrainingInterrupted
 from .losses import compute_loss, training_loss
+from .progress import StageProgress
 from .rundir import (
     RunLock,
     clear_owned_files,
@@ -59,7 +60,9 @@ from .rundir import (
     remove_stale_temporaries,
 )
 from .sampler import EpochSampler
+from .step_window import StepInfo, StepWindow, WindowResult
 from .validation import validate, write_comparison_figure, write_results_table
+from .world_resume import resume_on_world
 
 logger = logging.getLogger(__name__)
 
@@ -156,6 +159,9 @@ class Trainer:
         self.progress = Progress()
         self.stop_requested = False
         self.stop_signal: int | None = None
+        self._stop_agreed = False  # under torchrun: the stop request of the last check
+        self.window = StepWindow()
+        self._bar: StageProgress | None = None
         self._validating = False
         self._latest_step: int | None = None  # global step of the latest.pt on disk
         self.writer = None
@@ -166,7 +172,7 @@ class Trainer:
             raise RunDirError(_no_checkpoint_message(self.run_dir))
         if cfg is None and not resume:
             raise ConfigError("a new run needs a config (--config)")
-        self.ctx = ctx or setup((cfg or stored_config(self.run_dir)).train.device)
+        self.ctx = ctx or setup_for(cfg or stored_config(self.run_dir))
         if self.ctx.is_main:
             self.lock.acquire()  # before anything is written
         try:
@@ -226,6 +232,9 @@ class Trainer:
                        key=list(DEGRADATIONS).index)
         self.bank = PromptBank(build_encoder(cfg.prompts, self.ctx.device), tasks,
                                cfg.prompts.style)
+        # each task's embedding on the device once: a batch's prompts are stacked there, not
+        # copied from the host at every step
+        self._prompt_rows = {n: self.bank(n, self.ctx.device)[0] for n in self.bank.names}
         self.test_sets = build_test_datasets(cfg.data)
         first_stage = Progress(**state["progress"]).stage if state is not None else 0
         self._train_sets = {i: self._check_stage(i) for i in
@@ -363,6 +372,7 @@ class Trainer:
             "scheduler": self.scheduler.state_dict() if self.scheduler else None,
             "scaler": None,  # bf16 autocast needs no loss scaling
             "progress": dataclasses.asdict(self.progress),
+            "world_size": self.ctx.world_size,
             "rng": rng_state(),
             "config": config_to_dict(self.cfg),
             "channel_orders": order_record(self.model, self.bank.names, self.bank.embeddings),
@@ -372,6 +382,8 @@ class Trainer:
     def save(self, *names: str) -> None:
         """Write the current state as ``checkpoints/<name>.pt`` for each name (rank 0 only).
         Non-finite weights are never written: ``NonFiniteLossError`` instead."""
+        if len(self.window) and not self.ctx.distributed:
+            self._check_window()  # under torchrun every save follows a check of all ranks
         if not self.ctx.is_main:
             return
         state = self._state()
@@ -428,10 +440,31 @@ class Trainer:
         self._pending = state  # optimizer and scheduler are rebuilt when their stage starts
         set_rng_state(state["rng"])
         self.classifier_state = state.get("classifier")
+        self._saved_world = int(state.get("world_size", self.ctx.world_size))
+        if self._saved_world != self.ctx.world_size:
+            self._resume_on_world(self._saved_world)
         logger.info("resumed %s at stage %d epoch %d iteration %d", self.run_dir,
                     self.progress.stage, self.progress.epoch, self.progress.iteration)
 
+    def _resume_on_world(self, old_world: int) -> None:
+        """Continue the epoch at the image where ``old_world`` processes left it."""
+        p, t = self.progress, self.cfg.train
+        if p.stage < len(t.stages):
+            stage = t.stages[p.stage]
+            old_batch = process_batch_size(stage.batch_size, old_world, t.batch_size_is_global)
+            change = resume_on_world(p.iteration, old_world, self.ctx.world_size, old_batch,
+                                     self._batch(stage))
+            p.iteration = change.iteration
+            if self.ctx.is_main:
+                for message in change.messages:
+                    logger.warning("%s", message)
+
     # ------------------------------------------------------------------ the loop
+
+    def _stopping(self) -> bool:
+        """The stop request every rank acts on: the local one, or under torchrun the one all
+        ranks agreed on at the last check (a signal may reach the ranks at different steps)."""
+        return self._stop_agreed if self.ctx.distributed else self.stop_requested
 
     def _on_signal(self, signum: int, _frame) -> None:
         """SIGINT/SIGTERM: stop at the next step boundary after saving ``latest.pt``; a
@@ -468,7 +501,7 @@ class Trainer:
             if self.cfg.classifier.enabled and self.classifier_state is None:
                 self._train_classifier()
             results = self.validate(final=True)
-            if self.stop_requested:
+            if self._stopping():
                 raise self._stopped()
             if self.ctx.is_main:
                 export_weights(self.model, self.run_dir / "export")
@@ -490,29 +523,44 @@ class Trainer:
         self._make_optimizer(stage, iters_per_epoch)
         pending = getattr(self, "_pending", None)
         mid_stage = p.epoch > 0 or p.iteration > 0
-        if pending is not None and pending["optimizer"] is not None and mid_stage:
-            self.optimizer.load_state_dict(pending["optimizer"])
-            self.scheduler.load_state_dict(pending["scheduler"])
-            self._apply_changed_hyperparameters(stage, pending)
-        self._pending = None
         stage_iters = self._stage_iters(stage, iters_per_epoch)
         done = p.epoch * iters_per_epoch + p.iteration
-        bar = tqdm(total=stage_iters, initial=done, desc=f"{stage.name}", unit="it",
-                   disable=not self.ctx.is_main, dynamic_ncols=True,
-                   mininterval=0.1 if sys.stderr.isatty() else 5.0)  # quiet logs off a tty
+        if pending is not None and pending["optimizer"] is not None and mid_stage:
+            self.optimizer.load_state_dict(pending["optimizer"])
+            if self._world_changed() and self.cfg.train.scheduler_step == "iteration":
+                self._restart_schedule_at(done)  # the iterations now count other batches
+            else:
+                self.scheduler.load_state_dict(pending["scheduler"])
+            self._apply_changed_hyperparameters(stage, pending)
+        self._pending = None
+        self._bar = StageProgress(stage_iters, done, stage.name, enabled=self.ctx.is_main,
+                                  every_s=self.cfg.train.progress_every_s)
         try:
             while p.epoch < stage.epochs and done < stage_iters:
-                done = self._run_epoch(stage, dataset, iters_per_epoch, stage_iters, bar)
-                if self.stop_requested:
+                done = self._run_epoch(stage, dataset, iters_per_epoch, stage_iters)
+                if self._stopping():
                     self.save("latest")
                     logger.warning("interrupted: saved %s", self.ckpt_dir / "latest.pt")
                     return False
         finally:
-            bar.close()
+            self._bar.close()
         return True
 
-    def _run_epoch(self, stage: StageConfig, dataset, iters_per_epoch: int, stage_iters: int,
-                   bar: tqdm) -> int:
+    def _world_changed(self) -> bool:
+        return getattr(self, "_saved_world", self.ctx.world_size) != self.ctx.world_size
+
+    def _restart_schedule_at(self, done: int) -> None:
+        """The fresh schedule of this stage (its T_max in this world's iterations) at ``done``."""
+        sched = self.scheduler
+        sched.last_epoch = done
+        if isinstance(sched, torch.optim.lr_scheduler.CosineAnnealingLR):
+            lrs = sched._get_closed_form_lr()
+            for group, lr in zip(self.optimizer.param_groups, lrs, strict=True):
+                group["lr"] = lr
+            sched._last_lr = list(lrs)
+
+    def _run_epoch(self, stage: StageConfig, dataset, iters_per_epoch: int, stage_iters: int
+                   ) -> int:
         p, ctx = self.progress, self.ctx
         epoch_key = p.stage * 100_000 + p.epoch
         if hasattr(dataset, "set_epoch"):
@@ -529,43 +577,89 @@ class Trainer:
         start = time.perf_counter()
         try:
             for batch in loader:
-                done = self._train_batch(batch, stage, iters_per_epoch, start, bar)
-                self.stop_requested = any_rank(self.stop_requested, self.ctx)
-                if self.stop_requested or done >= stage_iters or p.iteration >= iters_per_epoch:
+                done = self._train_batch(batch, stage, iters_per_epoch, stage_iters, start)
+                if self._stopping() or done >= stage_iters or p.iteration >= iters_per_epoch:
                     break
         except RuntimeError:
             if not self.stop_requested:  # Ctrl-C also stops the loader's workers
                 raise
-        if self.stop_requested or p.iteration < iters_per_epoch:
+        if self._stopping() or p.iteration < iters_per_epoch:
             return p.epoch * iters_per_epoch + p.iteration
         return self._end_epoch(stage, iters_per_epoch)
 
-    def _train_batch(self, batch, stage: StageConfig, iters_per_epoch: int, start: float,
-                     bar: tqdm) -> int:
+    def _train_batch(self, batch, stage: StageConfig, iters_per_epoch: int, stage_iters: int,
+                     start: float) -> int:
+        """One step; every ``log_every`` steps (and before a save, a selection or the epoch's
+        end, the same steps on every rank) the window of steps is checked and logged."""
         t, p = self.cfg.train, self.progress
         degraded, clean, tasks = batch
-        loss = self._step(degraded, clean, list(tasks))
+        try:
+            self._step(degraded, clean, list(tasks))
+        except RuntimeError as err:
+            if not is_out_of_memory(err):
+                raise
+            raise TrainingError(self._oom_message(stage, err)) from None
         p.iteration += 1
         p.global_step += 1
         done = p.epoch * iters_per_epoch + p.iteration
-        bar.update(1)
-        bar.set_postfix(loss=f"{loss:.4f}", lr=f"{self.optimizer.param_groups[0]['lr']:.2e}",
-                        epoch=p.epoch + 1)
-        if self.writer and p.global_step % t.log_every == 0:
-            self.writer.add_scalar("train/loss", loss, p.global_step)
-            self.writer.add_scalar("train/lr", self.optimizer.param_groups[0]["lr"],
-                                   p.global_step)
-            self.writer.add_scalar("train/iters_per_s", p.iteration /
-                                   (time.perf_counter() - start), p.global_step)
+        self._bar.update(1)
+        save = t.save_every_iters and p.global_step % t.save_every_iters == 0
+        select = (t.select_on_test and t.select_every_iters and p.iteration < iters_per_epoch
+                  and p.iteration % t.select_every_iters == 0)  # the epoch's end: as an epoch
+        if (p.global_step % t.log_every == 0 or save or select or p.iteration >= iters_per_epoch
+                or done >= stage_iters or (self.stop_requested and not self.ctx.distributed)):
+            self._log(self._check_window(), start)
         if t.scheduler_step == "iteration":
             self.scheduler.step()
-        if t.save_every_iters and p.global_step % t.save_every_iters == 0:
+        if save:
             self.save("latest")
-        if (t.select_on_test and t.select_every_iters and p.iteration % t.select_every_iters == 0
-                and p.iteration < iters_per_epoch):  # the epoch's end scores it as an epoch
+        if select:
             self.select_on_test(t.select_tolerance_iters, "iterations")
             self.net.train()
         return done
+
+    def _check_window(self) -> WindowResult:
+        """Read the steps since the last check (one sync, one all-reduce under torchrun):
+        non-finite losses or gradients stop the run before any checkpoint holds their weights;
+        a stop request of any rank becomes every rank's."""
+        result = self.window.check(self.ctx, self.stop_requested)
+        if self.ctx.distributed:
+            self._stop_agreed = self.stop_requested = result.stop
+        bad = result.bad
+        if bad is not None and not math.isfinite(result.bad_loss):
+            raise NonFiniteLossError(
+                f"non-finite loss {result.bad_loss} at stage {bad.stage} epoch {bad.epoch} "
+                f"iteration {bad.iteration} (global step {bad.global_step}), batch tasks "
+                f"{sorted(set(bad.tasks))}. {self._last_good()}")
+        if bad is not None:
+            raise NonFiniteLossError(
+                f"non-finite gradient norm {result.bad_norm} at stage {bad.stage} global step "
+                f"{bad.global_step} (loss {result.bad_loss:.4g}); no checkpoint holds the "
+                f"weights of that step. {self._last_good()}")
+        return result
+
+    def _log(self, result: WindowResult, start: float) -> None:
+        """The last checked step's loss on the progress bar and, every ``log_every`` steps,
+        in TensorBoard."""
+        p, loss = self.progress, result.last_loss
+        if loss is None:
+            return
+        lr = self.optimizer.param_groups[0]["lr"]
+        self._bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.2e}", epoch=p.epoch + 1)
+        if self.writer and p.global_step % self.cfg.train.log_every == 0:
+            self.writer.add_scalar("train/loss", loss, p.global_step)
+            self.writer.add_scalar("train/lr", lr, p.global_step)
+            self.writer.add_scalar("train/iters_per_s", p.iteration /
+                                   (time.perf_counter() - start), p.global_step)
+
+    def _oom_message(self, stage: StageConfig, err: BaseException) -> str:
+        p = self.progress
+        return (f"out of memory on {self.ctx.device} at stage {p.stage + 1} ({stage.name!r}) "
+                f"global step {p.global_step + 1}, batch {self._batch(stage)} of "
+                f"{stage.patch_size}x{stage.patch_size} crops per process "
+                f"({str(err).splitlines()[0][:200]}). Lower train.stages[{p.stage}].batch_size "
+                f"or patch_size, or set train.bf16: true; continue with --resume "
+                f"--resume-with-changes")
 
     def _end_epoch(self, stage: StageConfig, iters_per_epoch: int) -> int:
         t, p = self.cfg.train, self.progress
@@ -585,22 +679,17 @@ class Trainer:
         self.save(*names)
         return p.epoch * iters_per_epoch
 
-    def _step(self, degraded: torch.Tensor, clean: torch.Tensor, tasks: list[str]) -> float:
+    def _step(self, degraded: torch.Tensor, clean: torch.Tensor, tasks: list[str]
+              ) -> torch.Tensor:
+        """One optimiser step; returns this rank's loss (on the device, not synchronised)."""
         t, device = self.cfg.train, self.ctx.device
         fmt = torch.channels_last if t.channels_last else torch.contiguous_format
         degraded = degraded.to(device, non_blocking=True).contiguous(memory_format=fmt)
         clean = clean.to(device, non_blocking=True)
-        prompts = self.bank(tasks, device)
+        prompts = torch.stack([self._prompt_rows[task] for task in tasks])
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=t.bf16):
             restored = self.net(degraded, prompts)
         loss = training_loss(t.loss, t.loss_weighting, restored.float(), clean, degraded)
-        if not torch.isfinite(loss):
-            raise NonFiniteLossError(
-                f"non-finite loss {loss.item()} at stage {self.progress.stage + 1} epoch "
-                f"{self.progress.epoch + 1} iteration {self.progress.iteration + 1} (global step "
-                f"{self.progress.global_step + 1}), batch tasks {sorted(set(tasks))}. "
-                f"{self._last_good()}"
-            )
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         grads = [q.grad for q in self.model.parameters() if q.grad is not None]
@@ -608,14 +697,14 @@ class Trainer:
             norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), t.grad_clip)
         else:
             norm = torch.nn.utils.get_total_norm(grads)
-        if not torch.isfinite(norm):  # never step (nor save) on a non-finite gradient
-            raise NonFiniteLossError(
-                f"non-finite gradient norm {norm.item()} at stage {self.progress.stage + 1} "
-                f"global step {self.progress.global_step + 1} (loss {loss.item():.4g}); the "
-                f"weights were not updated. {self._last_good()}")
+        # checked with the other steps of the window (no synchronisation here): a non-finite
+        # loss or gradient stops the run at the next check, before any checkpoint is written
+        p = self.progress
+        self.window.add(loss, norm, StepInfo(p.stage + 1, p.epoch + 1, p.iteration + 1,
+                                             p.global_step + 1, tasks))
         self.optimizer.step()
         self._last_batch = (degraded, clean, tasks)
-        return float(all_reduce_mean(loss.detach(), self.ctx))
+        return loss.detach()
 
     def _train_classifier(self) -> None:
         """Train the degradation classifier (``classifier:`` section; ours, off by default) on
@@ -637,16 +726,18 @@ class Trainer:
     def select_on_test(self, tolerance: float, trigger: str) -> bool:
         """The release's checkpoint selection: score every image of every test set, save
         ``checkpoints/test_selected.pt`` when ``release_selects`` says so, and append the scores
-        to ``test_selection.jsonl``. Returns whether it saved (rank 0; others return False)."""
-        if not self.ctx.is_main or not self.test_sets:
-            self.ctx.barrier()
+        to ``test_selection.jsonl``. Every rank scores its share of the images. Returns whether
+        it saved (rank 0; others return False)."""
+        if not self.test_sets:
             return False
         p = self.progress
-        results, _ = validate(self.model, self.test_sets, self.bank, self.ctx.device, 0, 0,
-                              self.cfg.eval, self.input_scores)
+        results, _ = self._validate_shared(0, 0)
         mean_psnr = sum(m["psnr"] for m in results.values()) / len(results)
         saved = release_selects(mean_psnr, p.test_best_psnr, tolerance)
         p.test_best_psnr = max(p.test_best_psnr, mean_psnr)
+        if not self.ctx.is_main:
+            self.ctx.barrier()
+            return False
         if saved:
             self.save("test_selected")
         record = {"stage": p.stage + 1, "epoch": p.epoch, "iteration": p.iteration,
@@ -660,46 +751,60 @@ class Trainer:
         self.ctx.barrier()
         return saved
 
+    def _validate_shared(self, limit: int, samples: int, classifier=None):
+        """``validation.validate`` with each rank scoring a slice of every set and the sums
+        added up on the long-timeout group: however long one rank's slice takes, the others
+        wait for it without tripping the training collectives' timeout."""
+        ctx = self.ctx
+        return validate(self.model, self.test_sets, self.bank, ctx.device, limit, samples,
+                        self.cfg.eval, self.input_scores, classifier,
+                        shard=(ctx.rank, ctx.world_size),
+                        reduce=lambda sums: all_reduce_sum(sums, ctx, wait=True))
+
     def validate(self, final: bool = False) -> dict[str, dict[str, float]]:
-        """Metrics on the configured test sets (rank 0), logged and used for 'best'. A signal
-        during it skips it (returns ``{}``)."""
-        if not self.ctx.is_main or not self.test_sets or self.stop_requested:
-            self.ctx.barrier()
+        """Metrics on the configured test sets (every rank scores a share), logged and used
+        for 'best' on rank 0. A signal during it skips it (returns ``{}``) in a single
+        process; under torchrun the shared validation runs to its end."""
+        if not self.test_sets or self._stopping():
             return {}
         limit = 0 if final else self.cfg.train.val_max_images
         classifier = None
-        if final and self.classifier_state:
+        state = broadcast_object(self.classifier_state, self.ctx) if final else None
+        if state:
             from ..blind import DegradationClassifier
 
-            classifier = DegradationClassifier.from_state(self.classifier_state)
-        self._validating = True
+            classifier = DegradationClassifier.from_state(state)
+        self._validating = not self.ctx.distributed
         try:
-            results, samples = validate(self.model, self.test_sets, self.bank, self.ctx.device,
-                                        limit, self.cfg.train.sample_images, self.cfg.eval,
-                                        self.input_scores, classifier)
+            results, samples = self._validate_shared(limit, self.cfg.train.sample_images,
+                                                     classifier)
         except _AbortValidation:
             logger.warning("validation skipped")
-            self.ctx.barrier()
             return {}
         finally:
             self._validating = False
+        mean_psnr = sum(m["psnr"] for m in results.values()) / len(results)
+        # 'best' compares like with like: the final (all-image) validation only counts when the
+        # periodic ones also used every image
+        comparable = not final or limit == self.cfg.train.val_max_images
+        best = comparable and mean_psnr > self.progress.best_psnr
+        if best:
+            self.progress.best_psnr = mean_psnr
+        if not self.ctx.is_main:
+            self.ctx.barrier()
+            return results
         step = self.progress.global_step
         for name, metrics in results.items():
             for key, value in metrics.items():
                 self.writer.add_scalar(f"val/{name}/{key}", value, step)
         for name, image in samples.items():
             self.writer.add_image(f"samples/{name}", image, step)
-        mean_psnr = sum(m["psnr"] for m in results.values()) / len(results)
         if classifier is not None:
             for key in ("accuracy", "blind_psnr"):
                 value = sum(m[key] for m in results.values()) / len(results)
                 self.writer.add_scalar(f"val/classifier_{key}", value, step)
         self.writer.add_scalar("val/mean_psnr", mean_psnr, step)
-        # 'best' compares like with like: the final (all-image) validation only counts when the
-        # periodic ones also used every image
-        comparable = not final or limit == self.cfg.train.val_max_images
-        if comparable and mean_psnr > self.progress.best_psnr:
-            self.progress.best_psnr = mean_psnr
+        if best:
             self.save("best")
         if final:
             table = write_results_table(results, self.run_dir / "final_results.md")
@@ -716,6 +821,12 @@ class Trainer:
         return results
 
 
+def setup_for(cfg: ExperimentConfig) -> DistContext:
+    """The process group (or single process) of ``cfg.train``: device and timeouts."""
+    t = cfg.train
+    return setup(t.device, t.dist_timeout_s, t.dist_wait_timeout_s)
+
+
 def train(cfg: ExperimentConfig | None, run_dir: str | Path, resume: bool = False,
           overwrite: bool = False, resume_with_changes: bool = False
           ) -> dict[str, dict[str, float]]:
@@ -725,7 +836,7 @@ def train(cfg: ExperimentConfig | None, run_dir: str | Path, resume: bool = Fals
         cfg = stored_config(run_dir)
     if cfg is None:
         raise ConfigError("a new run needs a config (--config)")
-    ctx = setup(cfg.train.device)
+    ctx = setup_for(cfg)
     try:
         return Trainer(cfg, run_dir, resume, overwrite, ctx, resume_with_changes).run()
     finally:

@@ -4,11 +4,12 @@ loop ``scripts/eval.py`` uses."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, Subset
 
 from ..config import EvalConfig
 from ..eval.loop import restored_images
@@ -27,12 +28,17 @@ def validate(model: torch.nn.Module, test_sets: dict[str, Dataset], bank: Prompt
              eval_cfg: EvalConfig | None = None,
              input_scores: dict[tuple[str, int], tuple[float, float]] | None = None,
              classifier: torch.nn.Module | None = None,
+             shard: tuple[int, int] = (0, 1),
+             reduce: Callable[[torch.Tensor], torch.Tensor] | None = None,
              ) -> tuple[dict[str, dict[str, float]], dict[str, torch.Tensor]]:
     """Mean PSNR/SSIM of the restored images and of the degraded inputs per test set, and a
-    (degraded | restored | clean) strip of the first ``sample_images`` images of each set.
+    (degraded | restored | clean) strip of those of the first ``sample_images`` images of each
+    set that this process scored.
 
     ``input_scores`` caches the inputs' (PSNR, SSIM) by (set, index) across calls: test inputs
     are fixed (seeded), so they need scoring once per run, not at every validation.
+    ``shard=(rank, world)``: this process scores images rank, rank + world, ...; ``reduce``
+    sums the per-set sums over the processes (every rank gets the means of every image).
     """
     input_scores = {} if input_scores is None else input_scores
     eval_cfg = eval_cfg or EvalConfig()
@@ -45,10 +51,12 @@ def validate(model: torch.nn.Module, test_sets: dict[str, Dataset], bank: Prompt
         if classifier is not None:
             sums.update(accuracy=0.0, blind_psnr=0.0, blind_ssim=0.0)
         strips = []
-        for item in restored_images(model, dataset, lambda task: bank(task, device),
+        mine = range(shard[0], count, shard[1])
+        for item in restored_images(model, Subset(dataset, mine), lambda task: bank(task, device),
                                     device=device, tile=eval_cfg.tile,
-                                    overlap=eval_cfg.tile_overlap, max_images=count):
-            i, degraded, clean, out = item.index, item.degraded, item.clean, item.output
+                                    overlap=eval_cfg.tile_overlap):
+            degraded, clean, out = item.degraded, item.clean, item.output
+            i = mine[item.index]
             task = item.task
             restored, target = _hwc(out), _hwc(clean)
             scores = psnr(restored, target), ssim(restored, target)
@@ -71,6 +79,9 @@ def validate(model: torch.nn.Module, test_sets: dict[str, Dataset], bank: Prompt
             if i < sample_images:
                 strips.append(torch.cat([degraded.cpu(), out.float().clamp(0, 1).cpu(),
                                          clean.cpu()], dim=2))
+        if reduce is not None:
+            totals = reduce(torch.tensor(list(sums.values()), dtype=torch.float64)).tolist()
+            sums = dict(zip(sums, totals, strict=True))
         results[name] = {k: v / max(count, 1) for k, v in sums.items()}
         if strips:
             width = max(s.shape[2] for s in strips)

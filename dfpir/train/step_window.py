@@ -1,0 +1,70 @@
+"""The steps since the last check: losses and gradient norms kept on the device, read back
+together every ``train.log_every`` steps (one host-device synchronisation, one all-reduce)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+
+from .distributed import DistContext, all_reduce_sum
+
+
+@dataclass
+class StepInfo:
+    """Where a step was and what it trained on, for the message of a non-finite one."""
+
+    stage: int
+    epoch: int
+    iteration: int
+    global_step: int
+    tasks: list[str]
+
+
+@dataclass
+class WindowResult:
+    """What a check found: per-step losses (mean over ranks), any rank's stop request, and the
+    first step with a non-finite loss or gradient norm (``None`` when all were finite)."""
+
+    losses: list[float]
+    stop: bool
+    bad: StepInfo | None = None
+    bad_loss: float = 0.0
+    bad_norm: float = 0.0
+
+    @property
+    def last_loss(self) -> float | None:
+        return self.losses[-1] if self.losses else None
+
+
+@dataclass
+class StepWindow:
+    """Collects each step's loss and gradient norm as device tensors (no synchronisation) and
+    checks them in one read: a NaN on any rank stays NaN in the sum."""
+
+    values: list[torch.Tensor] = field(default_factory=list)
+    infos: list[StepInfo] = field(default_factory=list)
+
+    def add(self, loss: torch.Tensor, norm: torch.Tensor, info: StepInfo) -> None:
+        self.values.append(torch.stack([loss.detach().float(), norm.detach().float()]))
+        self.infos.append(info)
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+    def check(self, ctx: DistContext, stop: bool) -> WindowResult:
+        """Sum the window (and the stop flags) over the ranks and read it back; every rank
+        must call this at the same steps. Empties the window."""
+        flag = torch.tensor([float(stop)], device=ctx.device)
+        flat = torch.cat([torch.stack(self.values).flatten(), flag]) if self.values else flag
+        host = all_reduce_sum(flat, ctx).tolist()  # the one synchronisation
+        infos, self.values, self.infos = self.infos, [], []
+        pairs = [(host[2 * i] / ctx.world_size, host[2 * i + 1] / ctx.world_size)
+                 for i in range(len(infos))]  # DDP gives every rank the same gradient
+        result = WindowResult([loss for loss, _ in pairs], host[-1] > 0)
+        for info, (loss, norm) in zip(infos, pairs, strict=True):
+            if not (math.isfinite(loss) and math.isfinite(norm)):
+                result.bad, result.bad_loss, result.bad_norm = info, loss, norm
+                break
+        return result

@@ -1,0 +1,39 @@
+"""Resuming on another number of processes than the checkpoint was written by.
+
+``EpochSampler`` deals an epoch's permutation out rank by rank (rank r takes positions r,
+r + world, ...), so after ``k`` iterations of ``b`` images on ``w`` ranks exactly the first
+``k * b * w`` images of the permutation were trained on, whatever ``w``: a run resumed on
+``w'`` ranks starts at that position (rounded down to a whole iteration of its own)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass
+class WorldChange:
+    """The iteration to continue the epoch at, and what the user should know about it."""
+
+    iteration: int
+    messages: list[str]
+
+
+def resume_on_world(iteration: int, old_world: int, new_world: int, old_batch: int,
+                    new_batch: int) -> WorldChange:
+    """Where a mid-epoch checkpoint of ``old_world`` processes x ``old_batch`` continues on
+    ``new_world`` x ``new_batch`` (per-process batches)."""
+    messages = [f"resumed a checkpoint of {old_world} process(es) on {new_world}: the run goes "
+                "on from the same epoch and image, but not bit for bit (the same number of "
+                "processes resumes bit-exactly)"]
+    old_global, new_global = old_world * old_batch, new_world * new_batch
+    if old_global != new_global:
+        messages.append(
+            f"the global batch changes from {old_world} x {old_batch} = {old_global} to "
+            f"{new_world} x {new_batch} = {new_global} images per optimiser step (batch_size "
+            "is per process; train.batch_size_is_global: true keeps it when it divides)")
+    seen = iteration * old_global
+    new_iteration, repeated = divmod(seen, new_global)
+    if repeated:
+        messages.append(f"{seen} images of this epoch were trained on, not a whole number of "
+                        f"batches of {new_global}: the last {repeated} are trained on again")
+    return WorldChange(new_iteration, messages)
