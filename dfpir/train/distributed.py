@@ -66,6 +66,20 @@ def setup(device: str = "auto", timeout_s: float = 1800.0, wait_timeout_s: float
     return DistContext(rank, world, local, dev, wait_group)
 
 
+_PEER_TEXTS = ("connection closed by peer", "connection reset by peer", "remote worker",
+               "broken pipe", "timed out", "timeout", "nccl error", "ncclremoteerror")
+
+
+def peer_failure(err: BaseException, ctx: DistContext) -> bool:
+    """Whether ``err`` is a collective that failed because of another rank (it ended, or did
+    not answer within the timeout) rather than an error of this rank's own."""
+    if not ctx.distributed:
+        return False
+    text = str(err).lower()
+    return isinstance(err, dist.DistError) or (
+        isinstance(err, RuntimeError) and any(t in text for t in _PEER_TEXTS))
+
+
 def teardown(ctx: DistContext) -> None:
     if ctx.distributed and dist.is_initialized():
         dist.destroy_process_group()

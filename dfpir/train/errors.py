@@ -30,6 +30,11 @@ class CheckpointWriteError(CheckpointError):
     """A checkpoint could not be written (disk full, ...); the previous one is intact."""
 
 
+class PeerFailedError(TrainingError):
+    """Under torchrun, a collective failed because another process of the group ended (its own
+    error is printed by that process) or stopped answering within the timeout."""
+
+
 class TrainingInterrupted(RuntimeError):
     """SIGINT or SIGTERM stopped the run after ``latest.pt`` was saved; ``exit_code`` is the
     shell's convention, 128 + the signal number (130 for SIGINT, 143 for SIGTERM)."""

@@ -47,8 +47,15 @@ from .checkpointing import (
     rng_state,
     set_rng_state,
 )
-from .distributed import DistContext, all_reduce_sum, broadcast_object, setup, teardown
-from .errors import NonFiniteLossError, RunDirError, TrainingInterrupted
+from .distributed import (
+    DistContext,
+    all_reduce_sum,
+    broadcast_object,
+    peer_failure,
+    setup,
+    teardown,
+)
+from .errors import NonFiniteLossError, PeerFailedError, RunDirError, TrainingInterrupted
 from .losses import compute_loss, training_loss
 from .progress import StageProgress
 from .rundir import (
@@ -838,6 +845,14 @@ def train(cfg: ExperimentConfig | None, run_dir: str | Path, resume: bool = Fals
         raise ConfigError("a new run needs a config (--config)")
     ctx = setup_for(cfg)
     try:
-        return Trainer(cfg, run_dir, resume, overwrite, ctx, resume_with_changes).run()
-    finally:
-        teardown(ctx)
+        results = Trainer(cfg, run_dir, resume, overwrite, ctx, resume_with_changes).run()
+    except RuntimeError as err:
+        # no teardown after a failure: destroying a broken group can block; exiting closes it
+        if peer_failure(err, ctx):
+            raise PeerFailedError(
+                f"rank {ctx.rank} stops: another process of the torchrun group failed (its "
+                f"error is printed by that process) or did not answer within "
+                f"train.dist_timeout_s ({str(err).splitlines()[0][:160]})") from None
+        raise
+    teardown(ctx)
+    return results

@@ -1,0 +1,121 @@
+"""torchrun with gloo on the CPU: a slow validation, a failing rank, resume across world sizes,
+two local nodes. Tiny model, built-in data, a few steps each (faults injected by
+tests/torchrun_entry.py)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+from test_train import ROOT, tiny_cfg
+
+from dfpir.config import save_config
+
+ENTRY = str(Path(__file__).parent / "torchrun_entry.py")
+STAGE = "train.stages=[{name: a, epochs: 2, lr: 0.001, patch_size: 16, batch_size: 2}]"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def write_cfg(tmp_path: Path, *extra: str) -> Path:
+    path = tmp_path / "cfg.yaml"
+    save_config(tiny_cfg(STAGE, *extra), path)
+    return path
+
+
+def launch(args: list[str], nproc: int = 2, env: dict | None = None, port: int | None = None,
+           nodes: tuple[int, int] | None = None) -> subprocess.Popen:
+    """``torchrun`` (or plain python when ``nproc`` is 0) of the fault-injecting entry."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
+    if nproc == 0:
+        cmd = [sys.executable, ENTRY]
+    else:
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc),
+               "--master_addr", "127.0.0.1", "--master_port", str(port or free_port())]
+        if nodes:
+            cmd += ["--nnodes", str(nodes[1]), "--node_rank", str(nodes[0])]
+        cmd.append(ENTRY)
+    return subprocess.Popen(cmd + args, env=env, cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def finish(proc: subprocess.Popen, timeout: float = 120) -> tuple[int, str]:
+    _, err = proc.communicate(timeout=timeout)
+    return proc.returncode, err
+
+
+def latest(run_dir: Path) -> dict:
+    return torch.load(run_dir / "checkpoints" / "latest.pt", weights_only=True)
+
+
+def test_a_validation_longer_than_the_collective_timeout_finishes(tmp_path):
+    # rank 0 spends 6 s in each validation, twice the training collectives' timeout: the other
+    # rank waits on the long-timeout group and the run writes its results
+    cfg = write_cfg(tmp_path, "train.dist_timeout_s=3", "train.val_every=1")
+    code, err = finish(launch(["--config", str(cfg), "--run-dir", str(tmp_path / "run")],
+                              env={"DFPIR_TEST_SLOW_VALIDATION": "6"}))
+    assert code == 0, err[-3000:]
+    assert (tmp_path / "run" / "final_results.md").read_text().count("builtin_") == 2
+    assert latest(tmp_path / "run")["progress"]["global_step"] == 4
+
+
+def test_a_failing_rank_ends_every_rank_quickly_with_one_error(tmp_path):
+    cfg = write_cfg(tmp_path)
+    start = time.monotonic()
+    code, err = finish(launch(["--config", str(cfg), "--run-dir", str(tmp_path / "run")],
+                              env={"DFPIR_TEST_FAIL_AT": "3"}), timeout=90)
+    assert time.monotonic() - start < 60
+    assert code != 0
+    assert err.count("injected failure on rank 1 in step 3") == 1, err[-3000:]
+    assert "[rank1]: Traceback" not in err and "[rank0]: Traceback" not in err, err[-3000:]
+
+
+def test_resume_from_two_processes_on_one_then_on_two(tmp_path):
+    cfg, run_dir = write_cfg(tmp_path), tmp_path / "run"
+    # 8 images: 2 iterations per epoch on 2 ranks, 4 on 1; stop after global step 1
+    code, err = finish(launch(["--config", str(cfg), "--run-dir", str(run_dir)],
+                              env={"DFPIR_TEST_STOP_AT": "1"}))
+    assert code == 1 and "continue with --resume" in err, err[-3000:]
+    state = latest(run_dir)
+    assert (state["world_size"], state["progress"]["iteration"]) == (2, 1)
+
+    # one process: 4 images were trained on, so it goes on at its iteration 2 of 4
+    code, err = finish(launch(["--resume", "--run-dir", str(run_dir)], nproc=0,
+                              env={"DFPIR_TEST_STOP_AT": "2"}))
+    assert code == 1, err[-3000:]
+    assert "resumed a checkpoint of 2 process(es) on 1" in err
+    assert "global batch changes from 2 x 2 = 4 to 1 x 2 = 2" in err
+    state = latest(run_dir)
+    assert state["world_size"] == 1
+    assert (state["progress"]["epoch"], state["progress"]["iteration"]) == (0, 3)
+
+    # two again: 6 images of the epoch are 1.5 global batches of 4, so 2 images are repeated
+    code, err = finish(launch(["--resume", "--run-dir", str(run_dir)]))
+    assert code == 0, err[-3000:]
+    assert "the last 2 are trained on again" in err
+    state = latest(run_dir)
+    assert state["world_size"] == 2 and state["progress"]["stage"] == 1
+    # epoch 1 from iteration 1 of 2, then epoch 2: global steps 2 + 1 + 2
+    assert state["progress"]["global_step"] == 5
+    assert (run_dir / "final_results.md").is_file()
+
+
+def test_two_local_nodes(tmp_path):
+    cfg, run_dir, port = write_cfg(tmp_path), tmp_path / "run", free_port()
+    args = ["--config", str(cfg), "--run-dir", str(run_dir)]
+    nodes = [launch(args, nproc=1, port=port, nodes=(rank, 2)) for rank in (0, 1)]
+    for proc in nodes:
+        code, err = finish(proc)
+        assert code == 0, err[-3000:]
+    state = latest(run_dir)
+    assert state["world_size"] == 2 and state["progress"]["global_step"] == 4
+    assert (run_dir / "final_results.md").read_text().count("builtin_") == 2

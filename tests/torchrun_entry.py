@@ -1,0 +1,48 @@
+"""``dfpir train`` under torchrun with faults injected by environment variables, for
+tests/test_train_dist.py (not a test module itself):
+
+- DFPIR_TEST_SLOW_VALIDATION=S: rank 0 sleeps S seconds in every validation;
+- DFPIR_TEST_FAIL_AT=N: rank DFPIR_TEST_FAIL_RANK (default 1) fails in global step N;
+- DFPIR_TEST_STOP_AT=N: every rank asks to stop after global step N (as a signal would).
+"""
+
+import os
+import sys
+import time
+
+import dfpir.train.trainer as trainer_module
+from dfpir.cli.train import main
+from dfpir.train import NonFiniteLossError, Trainer
+
+RANK = int(os.environ.get("RANK", "0"))
+
+
+def _slow(validate, seconds):
+    def slow(*args, **kwargs):
+        if RANK == 0:
+            time.sleep(seconds)
+        return validate(*args, **kwargs)
+    return slow
+
+
+def _faulty(step, fail_at, stop_at, fail_rank):
+    def faulty(self, *args):
+        number = self.progress.global_step + 1
+        if number == fail_at and RANK == fail_rank:
+            raise NonFiniteLossError(f"injected failure on rank {RANK} in step {number}")
+        loss = step(self, *args)
+        if number == stop_at:
+            self.stop_requested = True
+        return loss
+    return faulty
+
+
+if __name__ == "__main__":
+    env = os.environ
+    if "DFPIR_TEST_SLOW_VALIDATION" in env:
+        trainer_module.validate = _slow(trainer_module.validate,
+                                        float(env["DFPIR_TEST_SLOW_VALIDATION"]))
+    Trainer._step = _faulty(Trainer._step, int(env.get("DFPIR_TEST_FAIL_AT", "0")),
+                            int(env.get("DFPIR_TEST_STOP_AT", "0")),
+                            int(env.get("DFPIR_TEST_FAIL_RANK", "1")))
+    sys.exit(main())
