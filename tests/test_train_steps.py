@@ -1,0 +1,136 @@
+"""The cost of a training step (host-device synchronisations), the progress output, OOM
+detection, the device of each rank, and validation shared across ranks."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+import torch
+from test_train import tiny_cfg
+
+from dfpir.oom import is_out_of_memory
+from dfpir.train import Trainer
+from dfpir.train.distributed import DistContext, setup
+from dfpir.train.progress import StageProgress
+from dfpir.train.validation import validate
+from dfpir.train.world_resume import resume_on_world
+
+# every Python-level way to read a tensor back to the host (each a sync on a GPU)
+READS = ("item", "__float__", "__int__", "__bool__", "cpu", "tolist", "numpy")
+
+
+def test_a_step_reads_nothing_back_except_at_each_check(tmp_path, monkeypatch):
+    """8 steps, checks every 4 (log_every, also each epoch's end): one read per check and none
+    in the steps between. Adam's step counter is a host tensor on a GPU too (not counted)."""
+    trainer = Trainer(tiny_cfg("train.log_every=4", "train.val_every=0"), tmp_path)
+    counts: list[int] = []
+    inside = {"on": False}
+
+    def counting(name):
+        original = getattr(torch.Tensor, name)
+
+        def read(self, *args, **kwargs):
+            steps = {id(s.get("step")) for s in trainer.optimizer.state.values()}
+            if inside["on"] and id(self) not in steps:
+                counts[-1] += 1
+            return original(self, *args, **kwargs)
+        return read
+
+    for name in READS:
+        monkeypatch.setattr(torch.Tensor, name, counting(name))
+    original_batch = Trainer._train_batch
+
+    def batch(self, *args):
+        counts.append(0)
+        inside["on"] = True
+        try:
+            return original_batch(self, *args)
+        finally:
+            inside["on"] = False
+
+    monkeypatch.setattr(Trainer, "_train_batch", batch)
+    trainer.run()
+    assert counts == [0, 0, 0, 1, 0, 0, 0, 1]
+
+
+def test_plain_progress_lines_off_a_terminal_are_rare():
+    clock = {"t": 0.0}
+    stream = io.StringIO()  # not a tty
+    progress = StageProgress(1000, 0, "main", every_s=30.0, stream=stream,
+                             clock=lambda: clock["t"])
+    for step in range(1000):
+        clock["t"] += 0.5  # 500 s in all: a line at most every 30 s
+        progress.update()
+        if step % 20 == 0:
+            progress.set_postfix(loss="0.0100")
+    progress.close()
+    lines = stream.getvalue().splitlines()
+    assert len(lines) <= 500 / 30 + 2 < 100
+    assert "\r" not in stream.getvalue()
+    assert lines[-1].startswith("main: 1000/1000 it (100%)") and "loss 0.0100" in lines[-1]
+
+
+def test_out_of_memory_in_every_form():
+    assert is_out_of_memory(torch.OutOfMemoryError("CUDA out of memory. Tried to allocate"))
+    assert is_out_of_memory(RuntimeError("CUDA error: out of memory"))
+    assert is_out_of_memory(RuntimeError("cuDNN error: CUDNN_STATUS_ALLOC_FAILED"))
+    assert is_out_of_memory(RuntimeError("CUBLAS_STATUS_ALLOC_FAILED when calling cublasCreate"))
+    assert not is_out_of_memory(RuntimeError("size mismatch"))
+    assert not is_out_of_memory(ValueError("out of memory"))
+
+
+def test_each_rank_uses_the_gpu_of_its_local_rank(monkeypatch):
+    """On every node rank r's device is cuda:LOCAL_RANK (a node of 4 patched GPUs)."""
+    import dfpir.train.distributed as distributed
+
+    chosen = []
+    monkeypatch.setattr(distributed, "resolve_device", lambda name: torch.device("cuda"))
+    monkeypatch.setattr(torch.cuda, "set_device", chosen.append)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 4)
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    for global_rank, local_rank in ((5, 1), (7, 3), (0, 0)):
+        monkeypatch.setenv("RANK", str(global_rank))
+        monkeypatch.setenv("LOCAL_RANK", str(local_rank))
+        ctx = setup("cuda")
+        assert ctx.device == torch.device("cuda", local_rank) == chosen[-1]
+        assert (ctx.rank, ctx.local_rank) == (global_rank, local_rank)
+
+
+def test_validation_shared_by_ranks_gives_the_means_of_one_process(tmp_path):
+    trainer = Trainer(tiny_cfg("data.builtin.test_images=[coffee, rocket, chelsea]"),
+                      tmp_path)
+    args = (trainer.model, trainer.test_sets, trainer.bank, torch.device("cpu"))
+    whole, _ = validate(*args)
+    shard_sums = []
+    validate(*args, shard=(1, 2), reduce=lambda sums: shard_sums.append(sums) or sums)
+    shards = iter(shard_sums)
+    shared, _ = validate(*args, shard=(0, 2), reduce=lambda sums: sums + next(shards))
+    for name, metrics in whole.items():
+        for key, value in metrics.items():
+            # the same float64 sums of at most 3 images in another order: a few ulps
+            assert shared[name][key] == pytest.approx(value, rel=1e-14, abs=0), (name, key)
+    trainer.close()
+
+
+def test_resume_on_another_world_goes_on_at_the_same_image():
+    change = resume_on_world(3, old_world=4, new_world=2, old_batch=2, new_batch=2)
+    assert change.iteration == 6 and len(change.messages) == 2  # 24 images, a batch of 4
+    change = resume_on_world(3, old_world=4, new_world=2, old_batch=1, new_batch=2)
+    assert change.iteration == 3 and len(change.messages) == 1  # global batch of 4 kept
+    change = resume_on_world(1, old_world=2, new_world=3, old_batch=2, new_batch=2)
+    assert change.iteration == 0 and "the last 4 are trained on again" in change.messages[-1]
+
+
+def test_timeouts_and_progress_interval_are_checked():
+    from dfpir.config import ConfigError
+
+    for key in ("dist_timeout_s", "dist_wait_timeout_s", "progress_every_s"):
+        with pytest.raises(ConfigError, match=key):
+            tiny_cfg(f"train.{key}=0")
+
+
+def test_a_single_process_context_needs_no_group():
+    ctx = DistContext()
+    assert not ctx.distributed and ctx.wait_group is None
+    ctx.barrier()  # a no-op alone
