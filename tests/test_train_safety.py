@@ -240,7 +240,7 @@ def test_second_signal_stops_at_once_and_a_signal_skips_validation(tmp_path, mon
 
     # a signal during a validation skips it, saves, and stops with 128 + the signal
     trainer = Trainer(tiny_cfg("train.val_every=1"), tmp_path / "b")
-    import dfpir.train.trainer as trainer_module
+    import dfpir.train.validating as trainer_module  # the validations
 
     real_validate = trainer_module.validate
 

@@ -10,7 +10,7 @@ import os
 import sys
 import time
 
-import dfpir.train.trainer as trainer_module
+import dfpir.train.validating as validating
 from dfpir.cli.train import main
 from dfpir.train import NonFiniteLossError, Trainer
 
@@ -40,7 +40,7 @@ def _faulty(step, fail_at, stop_at, fail_rank):
 if __name__ == "__main__":
     env = os.environ
     if "DFPIR_TEST_SLOW_VALIDATION" in env:
-        trainer_module.validate = _slow(trainer_module.validate,
+        validating.validate = _slow(validating.validate,
                                         float(env["DFPIR_TEST_SLOW_VALIDATION"]))
     Trainer._step = _faulty(Trainer._step, int(env.get("DFPIR_TEST_FAIL_AT", "0")),
                             int(env.get("DFPIR_TEST_STOP_AT", "0")),

@@ -37,6 +37,17 @@ class WindowResult:
     def last_loss(self) -> float | None:
         return self.losses[-1] if self.losses else None
 
+    def problem(self) -> str:
+        """What went wrong in ``bad`` (the first non-finite step), for the error message."""
+        bad = self.bad
+        if not math.isfinite(self.bad_loss):
+            return (f"non-finite loss {self.bad_loss} at stage {bad.stage} epoch {bad.epoch} "
+                    f"iteration {bad.iteration} (global step {bad.global_step}), batch tasks "
+                    f"{sorted(set(bad.tasks))}")
+        return (f"non-finite gradient norm {self.bad_norm} at stage {bad.stage} global step "
+                f"{bad.global_step} (loss {self.bad_loss:.4g}); no checkpoint holds the weights "
+                "of that step")
+
 
 @dataclass
 class StepWindow:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import math
 import signal
@@ -49,8 +48,6 @@ from .checkpointing import (
 )
 from .distributed import (
     DistContext,
-    all_reduce_sum,
-    broadcast_object,
     peer_failure,
     setup,
     teardown,
@@ -68,14 +65,14 @@ from .rundir import (
 )
 from .sampler import EpochSampler
 from .step_window import StepInfo, StepWindow, WindowResult
-from .validation import validate, write_comparison_figure, write_results_table
-from .world_resume import resume_on_world
+from .validating import (  # release_selects: re-exported
+    TrainerValidation,
+    _AbortValidation,
+    release_selects,  # noqa: F401
+)
+from .world_resume import restart_schedule_at, resume_on_world
 
 logger = logging.getLogger(__name__)
-
-
-class _AbortValidation(KeyboardInterrupt):  # noqa: N818 (internal control flow)
-    """A first SIGINT/SIGTERM during a validation: skip it, save, stop."""
 
 
 class StopNow(KeyboardInterrupt):  # noqa: N818 (like KeyboardInterrupt)
@@ -98,12 +95,6 @@ class Progress:
     global_step: int = 0
     best_psnr: float = -math.inf
     test_best_psnr: float = -math.inf  # best mean test PSNR of train.select_on_test
-
-
-def release_selects(mean_psnr: float, best_psnr: float, tolerance: float) -> bool:
-    """The release's rule for saving a checkpoint scored on the test sets: the mean PSNR is
-    above the best so far minus ``tolerance`` (so near-ties with the best are kept too)."""
-    return mean_psnr > best_psnr - tolerance
 
 
 def process_batch_size(batch_size: int, world_size: int, is_global: bool) -> int:
@@ -148,7 +139,7 @@ def _no_checkpoint_message(run_dir: Path) -> str:
     return f"--resume: no checkpoint at {latest}; {run_dir} holds no run (is --run-dir right?)"
 
 
-class Trainer:
+class Trainer(TrainerValidation):
     """Trains a DFPIR as an ``ExperimentConfig`` says, writing everything under ``run_dir``.
 
     The run directory is locked for the trainer's life (``close`` releases it, ``run`` calls
@@ -535,7 +526,8 @@ class Trainer:
         if pending is not None and pending["optimizer"] is not None and mid_stage:
             self.optimizer.load_state_dict(pending["optimizer"])
             if self._world_changed() and self.cfg.train.scheduler_step == "iteration":
-                self._restart_schedule_at(done)  # the iterations now count other batches
+                # the iterations now count other batches: this world's schedule at ``done``
+                restart_schedule_at(self.scheduler, self.optimizer, done)
             else:
                 self.scheduler.load_state_dict(pending["scheduler"])
             self._apply_changed_hyperparameters(stage, pending)
@@ -556,15 +548,6 @@ class Trainer:
     def _world_changed(self) -> bool:
         return getattr(self, "_saved_world", self.ctx.world_size) != self.ctx.world_size
 
-    def _restart_schedule_at(self, done: int) -> None:
-        """The fresh schedule of this stage (its T_max in this world's iterations) at ``done``."""
-        sched = self.scheduler
-        sched.last_epoch = done
-        if isinstance(sched, torch.optim.lr_scheduler.CosineAnnealingLR):
-            lrs = sched._get_closed_form_lr()
-            for group, lr in zip(self.optimizer.param_groups, lrs, strict=True):
-                group["lr"] = lr
-            sched._last_lr = list(lrs)
 
     def _run_epoch(self, stage: StageConfig, dataset, iters_per_epoch: int, stage_iters: int
                    ) -> int:
@@ -632,17 +615,8 @@ class Trainer:
         result = self.window.check(self.ctx, self.stop_requested)
         if self.ctx.distributed:
             self._stop_agreed = self.stop_requested = result.stop
-        bad = result.bad
-        if bad is not None and not math.isfinite(result.bad_loss):
-            raise NonFiniteLossError(
-                f"non-finite loss {result.bad_loss} at stage {bad.stage} epoch {bad.epoch} "
-                f"iteration {bad.iteration} (global step {bad.global_step}), batch tasks "
-                f"{sorted(set(bad.tasks))}. {self._last_good()}")
-        if bad is not None:
-            raise NonFiniteLossError(
-                f"non-finite gradient norm {result.bad_norm} at stage {bad.stage} global step "
-                f"{bad.global_step} (loss {result.bad_loss:.4g}); no checkpoint holds the "
-                f"weights of that step. {self._last_good()}")
+        if result.bad is not None:
+            raise NonFiniteLossError(f"{result.problem()}. {self._last_good()}")
         return result
 
     def _log(self, result: WindowResult, start: float) -> None:
@@ -727,105 +701,6 @@ class Trainer:
                 atomic_save({**load_training_state(best), "classifier": self.classifier_state},
                             best)
         self.ctx.barrier()
-
-    # ------------------------------------------------------------------ validation
-
-    def select_on_test(self, tolerance: float, trigger: str) -> bool:
-        """The release's checkpoint selection: score every image of every test set, save
-        ``checkpoints/test_selected.pt`` when ``release_selects`` says so, and append the scores
-        to ``test_selection.jsonl``. Every rank scores its share of the images. Returns whether
-        it saved (rank 0; others return False)."""
-        if not self.test_sets:
-            return False
-        p = self.progress
-        results, _ = self._validate_shared(0, 0)
-        mean_psnr = sum(m["psnr"] for m in results.values()) / len(results)
-        saved = release_selects(mean_psnr, p.test_best_psnr, tolerance)
-        p.test_best_psnr = max(p.test_best_psnr, mean_psnr)
-        if not self.ctx.is_main:
-            self.ctx.barrier()
-            return False
-        if saved:
-            self.save("test_selected")
-        record = {"stage": p.stage + 1, "epoch": p.epoch, "iteration": p.iteration,
-                  "global_step": p.global_step, "trigger": trigger, "tolerance": tolerance,
-                  "mean_psnr": mean_psnr, "best_psnr": p.test_best_psnr, "saved": saved,
-                  "sets": {name: {"psnr": m["psnr"], "ssim": m["ssim"]}
-                           for name, m in results.items()}}
-        with open(self.run_dir / "test_selection.jsonl", "a", encoding="utf-8") as handle:
-            handle.write(json.dumps(record) + "\n")
-        self.writer.add_scalar("test/mean_psnr", mean_psnr, p.global_step)
-        self.ctx.barrier()
-        return saved
-
-    def _validate_shared(self, limit: int, samples: int, classifier=None):
-        """``validation.validate`` with each rank scoring a slice of every set and the sums
-        added up on the long-timeout group: however long one rank's slice takes, the others
-        wait for it without tripping the training collectives' timeout."""
-        ctx = self.ctx
-        return validate(self.model, self.test_sets, self.bank, ctx.device, limit, samples,
-                        self.cfg.eval, self.input_scores, classifier,
-                        shard=(ctx.rank, ctx.world_size),
-                        reduce=lambda sums: all_reduce_sum(sums, ctx, wait=True))
-
-    def validate(self, final: bool = False) -> dict[str, dict[str, float]]:
-        """Metrics on the configured test sets (every rank scores a share), logged and used
-        for 'best' on rank 0. A signal during it skips it (returns ``{}``) in a single
-        process; under torchrun the shared validation runs to its end."""
-        if not self.test_sets or self._stopping():
-            return {}
-        limit = 0 if final else self.cfg.train.val_max_images
-        classifier = None
-        state = broadcast_object(self.classifier_state, self.ctx) if final else None
-        if state:
-            from ..blind import DegradationClassifier
-
-            classifier = DegradationClassifier.from_state(state)
-        self._validating = not self.ctx.distributed
-        try:
-            results, samples = self._validate_shared(limit, self.cfg.train.sample_images,
-                                                     classifier)
-        except _AbortValidation:
-            logger.warning("validation skipped")
-            return {}
-        finally:
-            self._validating = False
-        mean_psnr = sum(m["psnr"] for m in results.values()) / len(results)
-        # 'best' compares like with like: the final (all-image) validation only counts when the
-        # periodic ones also used every image
-        comparable = not final or limit == self.cfg.train.val_max_images
-        best = comparable and mean_psnr > self.progress.best_psnr
-        if best:
-            self.progress.best_psnr = mean_psnr
-        if not self.ctx.is_main:
-            self.ctx.barrier()
-            return results
-        step = self.progress.global_step
-        for name, metrics in results.items():
-            for key, value in metrics.items():
-                self.writer.add_scalar(f"val/{name}/{key}", value, step)
-        for name, image in samples.items():
-            self.writer.add_image(f"samples/{name}", image, step)
-        if classifier is not None:
-            for key in ("accuracy", "blind_psnr"):
-                value = sum(m[key] for m in results.values()) / len(results)
-                self.writer.add_scalar(f"val/classifier_{key}", value, step)
-        self.writer.add_scalar("val/mean_psnr", mean_psnr, step)
-        if best:
-            self.save("best")
-        if final:
-            table = write_results_table(results, self.run_dir / "final_results.md")
-            self._validating = True
-            try:
-                write_comparison_figure(self.model, self.test_sets, self.bank, self.ctx.device,
-                                        self.run_dir / "comparison.png")
-            except _AbortValidation:
-                logger.warning("comparison figure skipped")
-            finally:
-                self._validating = False
-            print("\n" + table, flush=True)
-        self.ctx.barrier()
-        return results
 
 
 def setup_for(cfg: ExperimentConfig) -> DistContext:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import torch
+
 
 @dataclass
 class WorldChange:
@@ -37,3 +39,14 @@ def resume_on_world(iteration: int, old_world: int, new_world: int, old_batch: i
         messages.append(f"{seen} images of this epoch were trained on, not a whole number of "
                         f"batches of {new_global}: the last {repeated} are trained on again")
     return WorldChange(new_iteration, messages)
+
+
+def restart_schedule_at(scheduler, optimizer: torch.optim.Optimizer, done: int) -> None:
+    """A fresh per-iteration schedule (its T_max in this world's iterations) moved to step
+    ``done`` of its stage, with the optimiser's learning rates set to match."""
+    scheduler.last_epoch = done
+    if isinstance(scheduler, torch.optim.lr_scheduler.CosineAnnealingLR):
+        lrs = scheduler._get_closed_form_lr()
+        for group, lr in zip(optimizer.param_groups, lrs, strict=True):
+            group["lr"] = lr
+        scheduler._last_lr = list(lrs)
