@@ -134,3 +134,34 @@ def test_a_single_process_context_needs_no_group():
     ctx = DistContext()
     assert not ctx.distributed and ctx.wait_group is None
     ctx.barrier()  # a no-op alone
+
+
+def test_the_commands_of_the_gpu_guide_parse():
+    """Every ``dfpir train`` / ``torchrun ... scripts/train.py`` command of
+    docs/training_gpu.md uses options that exist (torchrun's and the trainer's parsers)."""
+    import re
+    import shlex
+    from pathlib import Path
+
+    from torch.distributed.run import get_args_parser
+
+    from dfpir.cli.train import build_parser
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "training_gpu.md").read_text()
+    blocks = re.findall(r"```bash\n(.*?)```", text, flags=re.S)
+    commands = [line for block in blocks for line in block.replace("\\\n", " ").splitlines()
+                if "scripts/train.py" in line or line.startswith("dfpir train")]
+    assert len(commands) >= 6
+    for command in commands:
+        command = command.split("#")[0]
+        command = re.sub(r"\$(\w+)", lambda m: "--resume" if m[1] == "RESUME" else "1",
+                         command)
+        words = shlex.split(command)
+        words = words[words.index("srun") + 1:] if "srun" in words else words
+        if words[0] == "torchrun":
+            launch = get_args_parser().parse_args(words[1:])
+            assert launch.training_script == "scripts/train.py"
+            args = launch.training_script_args
+        else:
+            args = words[2:]
+        build_parser().parse_args(args)  # exits (fails the test) on an unknown option

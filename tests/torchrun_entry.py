@@ -41,7 +41,7 @@ if __name__ == "__main__":
     env = os.environ
     if "DFPIR_TEST_SLOW_VALIDATION" in env:
         validating.validate = _slow(validating.validate,
-                                        float(env["DFPIR_TEST_SLOW_VALIDATION"]))
+                                    float(env["DFPIR_TEST_SLOW_VALIDATION"]))
     Trainer._step = _faulty(Trainer._step, int(env.get("DFPIR_TEST_FAIL_AT", "0")),
                             int(env.get("DFPIR_TEST_STOP_AT", "0")),
                             int(env.get("DFPIR_TEST_FAIL_RANK", "1")))
