@@ -10,8 +10,8 @@ import torch
 
 from .errors import ConfigError, DeviceError
 
-__all__ = ["AMP_DTYPES", "autocast_context", "keep_freed_memory", "resolve_device",
-           "sync_device"]
+__all__ = ["AMP_DTYPES", "autocast_context", "is_out_of_memory", "keep_freed_memory",
+           "resolve_device", "sync_device"]
 
 #: Names accepted for mixed-precision inference.
 AMP_DTYPES: dict[str, torch.dtype | None] = {
@@ -75,3 +75,15 @@ def keep_freed_memory() -> bool:
         )
     except (OSError, AttributeError):
         return False
+
+
+# torch.OutOfMemoryError (the caching allocator), and the RuntimeErrors of CUDA, cuDNN and
+# cuBLAS when an allocation inside them fails
+_OOM_TEXTS = ("out of memory", "cudnn_status_alloc_failed", "cublas_status_alloc_failed")
+
+
+def is_out_of_memory(err: BaseException) -> bool:
+    """Whether ``err`` is a device out-of-memory error, in any of the forms torch raises."""
+    if isinstance(err, torch.OutOfMemoryError):
+        return True
+    return isinstance(err, RuntimeError) and any(t in str(err).lower() for t in _OOM_TEXTS)

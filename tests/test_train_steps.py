@@ -9,7 +9,7 @@ import pytest
 import torch
 from test_train import tiny_cfg
 
-from dfpir.oom import is_out_of_memory
+from dfpir.device import is_out_of_memory
 from dfpir.train import Trainer
 from dfpir.train.distributed import DistContext, setup
 from dfpir.train.progress import StageProgress

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 import torch
 
-from ..device import resolve_device
+from ..device import is_out_of_memory, resolve_device
 
 
 class OutOfMemory(RuntimeError):
@@ -33,17 +33,13 @@ class Budget:
         return self.left() > estimate
 
 
-def _is_oom(err: BaseException) -> bool:
-    return isinstance(err, torch.OutOfMemoryError) or "out of memory" in str(err).lower()
-
-
 @contextlib.contextmanager
 def _catch_oom(device: torch.device) -> Iterator[None]:
     """Turn a device OOM into ``OutOfMemory`` after freeing what the failed step held."""
     try:
         yield
     except (RuntimeError, torch.OutOfMemoryError) as err:
-        if not _is_oom(err):
+        if not is_out_of_memory(err):
             raise
         _free(device)
         raise OutOfMemory(str(err).splitlines()[0]) from None

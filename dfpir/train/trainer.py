@@ -31,13 +31,12 @@ from ..data import (
     loader_workers,
     seed_worker,
 )
-from ..device import keep_freed_memory
+from ..device import is_out_of_memory, keep_freed_memory
 from ..errors import TrainingError
 from ..models import DFPIR
 from ..models.checkpoint import check_state_dict, non_finite_keys
 from ..models.orders import order_record
 from ..models.precision import set_backend_precision
-from ..oom import is_out_of_memory
 from ..prompts import DEGRADATIONS, PromptBank, build_encoder
 from .checkpointing import (
     atomic_save,
