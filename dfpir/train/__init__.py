@@ -4,6 +4,7 @@ from .checkpointing import atomic_save, export_weights, load_training_state
 from .errors import (
     CheckpointWriteError,
     NonFiniteLossError,
+    PeerFailedError,
     ResumeConfigError,
     RunDirError,
     RunLockedError,
@@ -14,6 +15,7 @@ from .trainer import StopNow, Trainer, stored_config, train
 __all__ = [
     "CheckpointWriteError",
     "NonFiniteLossError",
+    "PeerFailedError",
     "ResumeConfigError",
     "RunDirError",
     "RunLockedError",

@@ -45,12 +45,7 @@ from .checkpointing import (
     rng_state,
     set_rng_state,
 )
-from .distributed import (
-    DistContext,
-    peer_failure,
-    setup,
-    teardown,
-)
+from .distributed import DistContext, peer_failure, setup, teardown
 from .errors import NonFiniteLossError, PeerFailedError, RunDirError, TrainingInterrupted
 from .losses import compute_loss, training_loss
 from .progress import StageProgress
@@ -546,7 +541,6 @@ class Trainer(TrainerValidation):
 
     def _world_changed(self) -> bool:
         return getattr(self, "_saved_world", self.ctx.world_size) != self.ctx.world_size
-
 
     def _run_epoch(self, stage: StageConfig, dataset, iters_per_epoch: int, stage_iters: int
                    ) -> int:
