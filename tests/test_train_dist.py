@@ -79,6 +79,16 @@ def test_a_failing_rank_ends_every_rank_quickly_with_one_error(tmp_path):
     assert "[rank1]: Traceback" not in err and "[rank0]: Traceback" not in err, err[-3000:]
 
 
+def test_a_stop_on_one_rank_stops_all_at_the_next_check(tmp_path):
+    # rank 1 alone asks to stop after step 1 (checks every 3 steps and at each epoch's end,
+    # here step 2): both ranks save step 2 and stop, neither waits for the other
+    cfg = write_cfg(tmp_path, "train.log_every=3")
+    code, err = finish(launch(["--config", str(cfg), "--run-dir", str(tmp_path / "run")],
+                              env={"DFPIR_TEST_STOP_AT": "1", "DFPIR_TEST_STOP_RANK": "1"}))
+    assert code == 1 and "global step 2; continue with --resume" in err, err[-3000:]
+    assert latest(tmp_path / "run")["progress"]["global_step"] == 2
+
+
 def test_resume_from_two_processes_on_one_then_on_two(tmp_path):
     cfg, run_dir = write_cfg(tmp_path), tmp_path / "run"
     # 8 images: 2 iterations per epoch on 2 ranks, 4 on 1; stop after global step 1

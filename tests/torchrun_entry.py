@@ -3,7 +3,8 @@ tests/test_train_dist.py (not a test module itself):
 
 - DFPIR_TEST_SLOW_VALIDATION=S: rank 0 sleeps S seconds in every validation;
 - DFPIR_TEST_FAIL_AT=N: rank DFPIR_TEST_FAIL_RANK (default 1) fails in global step N;
-- DFPIR_TEST_STOP_AT=N: every rank asks to stop after global step N (as a signal would).
+- DFPIR_TEST_STOP_AT=N: every rank (or only rank DFPIR_TEST_STOP_RANK) asks to stop after
+  global step N, as a signal would.
 """
 
 import os
@@ -25,13 +26,13 @@ def _slow(validate, seconds):
     return slow
 
 
-def _faulty(step, fail_at, stop_at, fail_rank):
+def _faulty(step, fail_at, stop_at, fail_rank, stop_rank):
     def faulty(self, *args):
         number = self.progress.global_step + 1
         if number == fail_at and RANK == fail_rank:
             raise NonFiniteLossError(f"injected failure on rank {RANK} in step {number}")
         loss = step(self, *args)
-        if number == stop_at:
+        if number == stop_at and stop_rank in (-1, RANK):
             self.stop_requested = True
         return loss
     return faulty
@@ -44,5 +45,6 @@ if __name__ == "__main__":
                                     float(env["DFPIR_TEST_SLOW_VALIDATION"]))
     Trainer._step = _faulty(Trainer._step, int(env.get("DFPIR_TEST_FAIL_AT", "0")),
                             int(env.get("DFPIR_TEST_STOP_AT", "0")),
-                            int(env.get("DFPIR_TEST_FAIL_RANK", "1")))
+                            int(env.get("DFPIR_TEST_FAIL_RANK", "1")),
+                            int(env.get("DFPIR_TEST_STOP_RANK", "-1")))
     sys.exit(main())
