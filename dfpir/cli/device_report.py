@@ -37,6 +37,9 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     parser.add_argument("--train-iters", type=int, default=None,
                         help="iterations per training run (default 300; quick: 3)")
     parser.add_argument("--workers", type=int, default=None, help="DataLoader workers")
+    parser.add_argument("--no-compile", action="store_true",
+                        help="leave out torch.compile (its first compile of the full model "
+                             "took 6 minutes on an H200)")
     parser.add_argument("--time-scale", type=float, default=1.0, metavar="F",
                         help="multiply every section's time budget by F (e.g. 0.5 for a short "
                              "device lease; rows that no longer fit are reported as skipped)")
@@ -62,6 +65,9 @@ def run(args: argparse.Namespace) -> int:
     if args.workers is not None:
         settings.num_workers = args.workers
     settings.scale_budgets(args.time_scale)
+    if args.no_compile:
+        settings.modes = [m for m in settings.modes if "compile" not in m]
+        settings.compile_check = False
     run_report(args.out, settings, config, tuple(args.sections),
                progress=lambda msg: print(msg, flush=True))
     out = Path(args.out)

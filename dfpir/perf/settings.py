@@ -43,6 +43,7 @@ class ReportSettings:
     infer_budget_s: float = 70.0
     max_batch_cap: int = 512
     threads: int = 0  # torch CPU threads during the report (0: leave as is)
+    compile_check: bool = True  # time torch.compile across the stages' crops
 
     def scale_budgets(self, factor: float) -> None:
         """Multiply every section's time budget by ``factor``."""

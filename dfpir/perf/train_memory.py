@@ -116,6 +116,8 @@ def compile_recompilation(settings: ReportSettings, device: torch.device,
     (128 -> 192 in the paper): graphs compiled and seconds of the first step at each crop."""
     if device.type != "cuda" and settings.quick:
         return {"skipped": "torch.compile takes minutes on a CPU"}
+    if not settings.compile_check:
+        return {"skipped": "--no-compile"}
     if not budget.ok(60):
         return {"skipped": "section time budget spent"}
     dynamo = importlib.import_module("torch._dynamo")

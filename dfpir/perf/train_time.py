@@ -22,6 +22,7 @@ from .measure import (
     _free,
     _peak_mib,
     _reset_peak,
+    _sync,
 )
 from .settings import ReportSettings
 from .train_data import (
@@ -47,11 +48,15 @@ def _timed_trainer_class():
     from ..train.trainer import Trainer
 
     class TimedTrainer(Trainer):
-        """A Trainer that records when each batch arrives and when its step ends, and stops
-        after ``limit`` iterations or ``deadline`` (perf_counter seconds). It relies only on
+        """A Trainer that records when each batch arrives and when its step ends (waiting for
+        the device: the trainer itself no longer syncs every step), and stops after ``limit``
+        iterations or ``seconds`` after its ``warmup`` iterations (the first steps of a GPU
+        run load kernels for seconds, and must not eat the timed budget). It relies only on
         ``_run_epoch`` (called per epoch) and ``_train_batch`` (called per batch)."""
 
         limit = 0
+        warmup = 0
+        seconds = math.inf
         deadline = math.inf
 
         def _run_epoch(self, *args, **kwargs):
@@ -61,10 +66,13 @@ def _timed_trainer_class():
 
         def _train_batch(self, *args, **kwargs):
             arrived = time.perf_counter()
-            done = super()._train_batch(*args, **kwargs)  # ends with loss.item(): synced
+            done = super()._train_batch(*args, **kwargs)
+            _sync(self.ctx.device)
             end = time.perf_counter()
             self.marks.append((arrived - self._last_end, end - arrived))
             self._last_end = end
+            if len(self.marks) == max(1, self.warmup):
+                self.deadline = end + self.seconds
             if len(self.marks) >= self.limit or end > self.deadline:
                 raise _EnoughIterations()
             return done
@@ -159,9 +167,9 @@ def _timed_run(cfg: ExperimentConfig, run_dir: Path, settings: ReportSettings, b
     try:
         with _catch_oom(device):
             trainer = trainer_cls(cfg, run_dir, overwrite=True)
-            trainer.limit = settings.train_iters
-            trainer.deadline = time.perf_counter() + min(settings.train_run_budget_s,
-                                                         max(budget.left(), 1.0))
+            trainer.limit = settings.train_iters + settings.train_warmup
+            trainer.warmup = settings.train_warmup
+            trainer.seconds = min(settings.train_run_budget_s, max(budget.left(), 1.0))
             trainer.save = lambda *names: None  # checkpoints are not what is measured
             trainer.run()
     except _EnoughIterations:
