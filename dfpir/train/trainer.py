@@ -1,70 +1,43 @@
-"""The training loop: stages, epochs, validation, logging, checkpoints and resume."""
+"""The training loop: stages, epochs, validation, logging, checkpoints and resume. ``Trainer``
+puts together the set-up (``setting_up``), the optimiser and schedule (``scheduling``), the
+step (``stepping``), the checkpoint policy (``checkpoint_policy``) and the validations
+(``validating``); the stage and epoch loop and the stop requests are here."""
 
 from __future__ import annotations
 
-import dataclasses
 import logging
-import math
 import signal
 import threading
 import time
 from pathlib import Path
 
-import torch
-from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
-from ..config import (
-    ConfigError,
-    ExperimentConfig,
-    StageConfig,
-    apply_override,
-    build_dataclass,
-    config_to_dict,
-    save_config,
-)
-from ..data import (
-    DataError,
-    build_test_datasets,
-    build_train_dataset,
-    check_data,
-    loader_workers,
-    seed_worker,
-)
-from ..device import is_out_of_memory, keep_freed_memory
-from ..errors import TrainingError
-from ..models import DFPIR
-from ..models.checkpoint import check_state_dict, non_finite_keys
-from ..models.orders import order_record
-from ..models.precision import set_backend_precision
-from ..prompts import DEGRADATIONS, PromptBank, build_encoder
-from .checkpointing import (
-    atomic_save,
-    export_weights,
-    load_training_state,
-    rng_state,
-    set_rng_state,
-)
+from ..config import ConfigError, ExperimentConfig, StageConfig
+from ..data import loader_workers, seed_worker
+from .checkpoint_policy import TrainerCheckpoints
+from .checkpointing import atomic_save, export_weights, load_training_state
 from .distributed import DistContext, peer_failure, setup, teardown
-from .errors import NonFiniteLossError, PeerFailedError, RunDirError, TrainingInterrupted
-from .losses import compute_loss, training_loss
+from .errors import PeerFailedError, RunDirError, TrainingInterrupted
 from .progress import StageProgress
-from .rundir import (
-    RunLock,
-    clear_owned_files,
-    config_changes,
-    record_changes,
-    refuse_changes,
-    remove_stale_temporaries,
-)
+from .rundir import RunLock
 from .sampler import EpochSampler
-from .step_window import StepInfo, StepWindow, WindowResult
+from .scheduling import TrainerScheduling
+from .setting_up import (  # process_batch_size: re-exported
+    Progress,
+    TrainerSetup,
+    _no_checkpoint_message,
+    process_batch_size,  # noqa: F401
+    stored_config,
+)
+from .step_window import StepWindow
+from .stepping import TrainerStepping
 from .validating import (  # release_selects: re-exported
     TrainerValidation,
     _AbortValidation,
     release_selects,  # noqa: F401
 )
-from .world_resume import restart_schedule_at, resume_on_world
+from .world_resume import restart_schedule_at
 
 logger = logging.getLogger(__name__)
 
@@ -79,61 +52,8 @@ class StopNow(KeyboardInterrupt):  # noqa: N818 (like KeyboardInterrupt)
         self.exit_code = 128 + signum
 
 
-@dataclasses.dataclass
-class Progress:
-    """Where a run is: stage, epoch within the stage, iteration within the epoch."""
-
-    stage: int = 0
-    epoch: int = 0
-    iteration: int = 0
-    global_step: int = 0
-    best_psnr: float = -math.inf
-    test_best_psnr: float = -math.inf  # best mean test PSNR of train.select_on_test
-
-
-def process_batch_size(batch_size: int, world_size: int, is_global: bool) -> int:
-    """The batch each process loads: ``batch_size`` itself (per process, as the release under
-    torchrun), or, when it is the global batch, its share, which must divide evenly."""
-    if not is_global:
-        return batch_size
-    if batch_size % world_size:
-        raise ConfigError(
-            f"train.batch_size_is_global: a global batch of {batch_size} cannot be split evenly "
-            f"over {world_size} processes; use a multiple of {world_size} or per-process batches"
-        )
-    return batch_size // world_size
-
-
-def stored_config(run_dir: str | Path, overrides: list[str] | tuple[str, ...] = ()
-                  ) -> ExperimentConfig:
-    """The config stored in a run's ``checkpoints/latest.pt`` (with ``--set`` overrides): what
-    ``--resume`` continues with when no config is given."""
-    latest = Path(run_dir) / "checkpoints" / "latest.pt"
-    if not latest.is_file():
-        raise RunDirError(_no_checkpoint_message(Path(run_dir)))
-    return _config_of(load_training_state(latest), latest, overrides)
-
-
-def _config_of(state: dict, latest: Path, overrides=()) -> ExperimentConfig:
-    raw = state.get("config")
-    if not isinstance(raw, dict):
-        raise RunDirError(f"{latest} stores no config; it was not written by this trainer")
-    raw = dict(raw)
-    origin = {key: f"the config stored in {latest}" for key in raw}
-    for override in overrides:
-        apply_override(raw, override, origin)
-    return build_dataclass(ExperimentConfig, raw, "", origin)
-
-
-def _no_checkpoint_message(run_dir: Path) -> str:
-    latest = run_dir / "checkpoints" / "latest.pt"
-    if (run_dir / "config.yaml").is_file():
-        return (f"--resume: no checkpoint at {latest}: the run was stopped before its first "
-                "checkpoint; start it again with --overwrite")
-    return f"--resume: no checkpoint at {latest}; {run_dir} holds no run (is --run-dir right?)"
-
-
-class Trainer(TrainerValidation):
+class Trainer(TrainerSetup, TrainerScheduling, TrainerStepping, TrainerCheckpoints,
+              TrainerValidation):
     """Trains a DFPIR as an ``ExperimentConfig`` says, writing everything under ``run_dir``.
 
     The run directory is locked for the trainer's life (``close`` releases it, ``run`` calls
@@ -173,177 +93,12 @@ class Trainer(TrainerValidation):
             self.close()
             raise
 
-    def _setup(self, cfg: ExperimentConfig | None, resume: bool, overwrite: bool,
-               resume_with_changes: bool) -> None:
-        latest = self.ckpt_dir / "latest.pt"
-        state, changes = None, {}
-        if resume:
-            state = load_training_state(latest)  # refuses non-finite weights
-            stored = _config_of(state, latest)
-            cfg = cfg or stored
-            changes = config_changes(config_to_dict(stored), config_to_dict(cfg))
-            if not resume_with_changes:
-                refuse_changes(changes)
-        elif self.ctx.is_main and (self.run_dir / "config.yaml").exists() and not overwrite:
-            first = "" if latest.is_file() else (
-                " (stopped before its first checkpoint, so --resume cannot continue it)")
-            raise RunDirError(
-                f"{self.run_dir} already holds a run{first}; pass --resume to continue it or "
-                "--overwrite to start again there"
-            )
-        self.cfg = cfg
-        set_backend_precision(cfg.train.tf32, cfg.train.cudnn_benchmark)
-        if self.ctx.device.type == "cpu" and cfg.train.keep_freed_memory:
-            keep_freed_memory()  # ~25% faster CPU steps: no page faults on every activation
-        torch.manual_seed(cfg.seed)  # same initial weights on every rank
-        self.model = DFPIR(cfg.model).to(self.ctx.device)
-        torch.manual_seed(cfg.seed + self.ctx.rank)  # per-rank streams from here on
-        if state is not None:
-            check_state_dict(self.model, state["model"], str(latest))
-            self.model.load_state_dict(state["model"])
-        if cfg.train.channels_last:
-            self.model = self.model.to(memory_format=torch.channels_last)
-        self.net = self.model
-        if self.ctx.distributed:
-            ids = [self.ctx.device.index] if self.ctx.device.type == "cuda" else None
-            self.net = DistributedDataParallel(self.model, device_ids=ids)
-        if cfg.train.compile:
-            self.net = torch.compile(self.net)
-
-        report = check_data(cfg.data)  # fail before the first step, with every problem listed
-        if not report.ok:
-            logger.error("%s", report.format())
-            first = next(f"{s.name} (task {s.task}): {p.splitlines()[0]}"
-                         for s in report.sets for p in s.problems)
-            more = (f" (and {report.problem_count - 1} more problems, listed above and by "
-                    "`dfpir prepare --check --config CONFIG`)" if report.problem_count > 1
-                    else "")
-            raise DataError(f"the data check failed, nothing was trained: {first}{more}")
-        tasks = sorted({t.task for t in cfg.data.train_tasks} | self._test_tasks()
-                       | (set(cfg.data.builtin.tasks) if cfg.data.builtin.enabled else set()),
-                       key=list(DEGRADATIONS).index)
-        self.bank = PromptBank(build_encoder(cfg.prompts, self.ctx.device), tasks,
-                               cfg.prompts.style)
-        # each task's embedding on the device once: a batch's prompts are stacked there, not
-        # copied from the host at every step
-        self._prompt_rows = {n: self.bank(n, self.ctx.device)[0] for n in self.bank.names}
-        self.test_sets = build_test_datasets(cfg.data)
-        first_stage = Progress(**state["progress"]).stage if state is not None else 0
-        self._train_sets = {i: self._check_stage(i) for i in
-                            range(first_stage, len(cfg.train.stages))}
-        self.input_scores: dict[tuple[str, int], tuple[float, float]] = {}
-        self.optimizer: torch.optim.Optimizer | None = None
-        self.scheduler = None
-        self.classifier_state: dict | None = None  # the degradation classifier (ours), once trained
-
-        # every check passed: from here on the run directory is written
-        if self.ctx.is_main:
-            if overwrite:
-                for path in clear_owned_files(self.run_dir):
-                    logger.info("--overwrite: removed %s", path)
-            remove_stale_temporaries(self.run_dir)
-            from torch.utils.tensorboard import SummaryWriter
-
-            self.writer = SummaryWriter(str(self.run_dir / "tensorboard"))
-            if not resume:
-                save_config(cfg, self.run_dir / "config.yaml")
-            elif changes:
-                path = record_changes(self.run_dir, changes, state["progress"]["global_step"],
-                                      resume_with_changes)
-                logger.warning("resumed with config changes (recorded in %s): %s", path,
-                               ", ".join(changes))
-        if state is not None:
-            self._resume(state)
-
     def close(self) -> None:
         """Flush TensorBoard and release the run directory's lock (idempotent)."""
         if self.writer:
             self.writer.close()
             self.writer = None
         self.lock.release()
-
-    # ------------------------------------------------------------------ setup helpers
-
-    def _test_tasks(self) -> set[str]:
-        return {t.task for t in self.cfg.data.test_sets}
-
-    def _check_stage(self, index: int):
-        """The training set of stage ``index``, checked to give at least one full batch: every
-        stage is checked before the first starts."""
-        stage = self.cfg.train.stages[index]
-        dataset = self._train_set(stage)
-        if stage.epochs and self._iters_per_epoch(len(dataset), stage) == 0:
-            raise ConfigError(
-                f"train.stages[{index}] ({stage.name!r}): {len(dataset)} training samples give "
-                f"no full batch of {self._batch(stage)} per process (of {self.ctx.world_size}); "
-                "lower its batch_size or add data")
-        return dataset
-
-    def _make_optimizer(self, stage: StageConfig, iters_per_epoch: int) -> None:
-        t = self.cfg.train
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=stage.lr,
-                                          betas=tuple(t.betas), weight_decay=t.weight_decay)
-        if t.scheduler_step == "epoch":
-            steps = stage.t_max_epochs or stage.epochs
-        elif stage.t_max_epochs:
-            steps = stage.t_max_epochs * iters_per_epoch
-        else:
-            steps = self._stage_iters(stage, iters_per_epoch)
-        if t.scheduler == "cosine":
-            self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
-                self.optimizer, T_max=max(steps, 1), eta_min=t.eta_min)
-        elif t.scheduler == "constant":
-            self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda _: 1.0)
-        else:
-            raise ValueError(f"train.scheduler must be 'cosine' or 'constant', got {t.scheduler!r}")
-        if t.scheduler_step not in ("epoch", "iteration"):
-            raise ValueError(f"train.scheduler_step must be 'epoch' or 'iteration', "
-                             f"got {t.scheduler_step!r}")
-
-    def _apply_changed_hyperparameters(self, stage: StageConfig, pending: dict) -> None:
-        """After loading a mid-stage optimizer/scheduler state (which carries the old values),
-        apply what ``--resume-with-changes`` changed: betas, weight decay, the stage's lr (the
-        schedule is recomputed at its current step from the new lr)."""
-        t = self.cfg.train
-        for group in self.optimizer.param_groups:
-            group["betas"], group["weight_decay"] = tuple(t.betas), t.weight_decay
-        stored = pending.get("config", {}).get("train", {})
-        try:
-            old_lr = stored["stages"][self.progress.stage]["lr"]
-            old_eta = stored["eta_min"]
-        except (KeyError, IndexError, TypeError):
-            return
-        if old_lr == stage.lr and old_eta == t.eta_min:
-            return  # unchanged: keep the loaded state bit for bit
-        sched, step = self.scheduler, self.scheduler.last_epoch
-        if isinstance(sched, torch.optim.lr_scheduler.CosineAnnealingLR):
-            sched.eta_min = t.eta_min
-            lr = t.eta_min + (stage.lr - t.eta_min) * (1 + math.cos(math.pi * step
-                                                                     / sched.T_max)) / 2
-        else:
-            lr = stage.lr
-        sched.base_lrs = [stage.lr] * len(self.optimizer.param_groups)
-        for group in self.optimizer.param_groups:
-            group["initial_lr"], group["lr"] = stage.lr, lr
-        sched._last_lr = [lr] * len(self.optimizer.param_groups)
-        logger.info("resumed with lr %g (was %g): lr now %g at scheduler step %d", stage.lr,
-                    old_lr, lr, step)
-
-    @staticmethod
-    def _stage_iters(stage: StageConfig, iters_per_epoch: int) -> int:
-        total = stage.epochs * iters_per_epoch
-        return min(total, stage.max_iters) if stage.max_iters else total
-
-    def _train_set(self, stage: StageConfig):
-        return build_train_dataset(dataclasses.replace(self.cfg.data, patch_size=stage.patch_size))
-
-    def _batch(self, stage: StageConfig) -> int:
-        return process_batch_size(stage.batch_size, self.ctx.world_size,
-                                  self.cfg.train.batch_size_is_global)
-
-    def _iters_per_epoch(self, dataset_size: int, stage: StageConfig) -> int:
-        per_rank = math.ceil(dataset_size / self.ctx.world_size)
-        return per_rank // self._batch(stage)
 
     def _log_batch(self, stage: StageConfig) -> None:
         """Say what one optimiser step averages over: the lr is never scaled with processes."""
@@ -354,102 +109,6 @@ class Trainer(TrainerValidation):
                    f"{'global' if self.cfg.train.batch_size_is_global else 'per process'}")
         if self.ctx.is_main:
             logger.info(message)
-
-    # ------------------------------------------------------------------ checkpoints
-
-    def _state(self) -> dict:
-        return {
-            "model": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
-            "optimizer": self.optimizer.state_dict() if self.optimizer else None,
-            "scheduler": self.scheduler.state_dict() if self.scheduler else None,
-            "scaler": None,  # bf16 autocast needs no loss scaling
-            "progress": dataclasses.asdict(self.progress),
-            "world_size": self.ctx.world_size,
-            "rng": rng_state(),
-            "config": config_to_dict(self.cfg),
-            "channel_orders": order_record(self.model, self.bank.names, self.bank.embeddings),
-            **({"classifier": self.classifier_state} if self.classifier_state else {}),
-        }
-
-    def save(self, *names: str) -> None:
-        """Write the current state as ``checkpoints/<name>.pt`` for each name (rank 0 only).
-        Non-finite weights are never written: ``NonFiniteLossError`` instead."""
-        if len(self.window) and not self.ctx.distributed:
-            self._check_window()  # under torchrun every save follows a check of all ranks
-        if not self.ctx.is_main:
-            return
-        state = self._state()
-        bad = non_finite_keys(state["model"])
-        if bad:
-            raise NonFiniteLossError(
-                f"the weights became non-finite (NaN or inf) in {len(bad)} parameter(s), e.g. "
-                f"{bad[0]}, by global step {self.progress.global_step}; {', '.join(names)} not "
-                f"written. {self._last_good()}")
-        check = self._loss_after_step()
-        if check is not None and not math.isfinite(check):
-            raise NonFiniteLossError(
-                f"the weights after global step {self.progress.global_step} give a non-finite "
-                f"loss ({check}) on that step's batch: the step diverged; {', '.join(names)} "
-                f"not written. {self._last_good()}")
-        for name in names:
-            atomic_save(state, self.ckpt_dir / f"{name}.pt")
-            if name == "latest":
-                self._latest_step = self.progress.global_step
-
-    @torch.no_grad()
-    def _loss_after_step(self) -> float | None:
-        """The loss of the last training batch under the current weights: a step can leave
-        finite weights that no longer give finite outputs (a runaway lr), and those must not
-        become a checkpoint. One forward per save; ``None`` before the first step."""
-        batch = getattr(self, "_last_batch", None)
-        if batch is None:
-            return None
-        degraded, clean, tasks = batch
-        t = self.cfg.train
-        was_training = self.model.training
-        self.model.eval()
-        try:
-            with torch.autocast(self.ctx.device.type, dtype=torch.bfloat16, enabled=t.bf16):
-                restored = self.model(degraded, self.bank(tasks, self.ctx.device))
-            return float(compute_loss(t.loss, restored.float(), clean))
-        finally:
-            self.model.train(was_training)
-
-    def _last_good(self) -> str:
-        """Where to go on after a divergence: the last good checkpoint that exists, if any."""
-        latest = self.ckpt_dir / "latest.pt"
-        lr = f"train.stages[{self.progress.stage}].lr"
-        if latest.is_file():
-            step = f" (global step {self._latest_step})" if self._latest_step is not None else ""
-            return (f"The last good checkpoint is {latest}{step}; continue from it with "
-                    f"--resume --resume-with-changes and a lower {lr}, or train.grad_clip")
-        return (f"No checkpoint was written yet ({latest} does not exist); start again with "
-                f"--overwrite and a lower {lr}, or train.grad_clip")
-
-    def _resume(self, state: dict) -> None:
-        self.progress = Progress(**state["progress"])
-        self._latest_step = self.progress.global_step
-        self._pending = state  # optimizer and scheduler are rebuilt when their stage starts
-        set_rng_state(state["rng"])
-        self.classifier_state = state.get("classifier")
-        self._saved_world = int(state.get("world_size", self.ctx.world_size))
-        if self._saved_world != self.ctx.world_size:
-            self._resume_on_world(self._saved_world)
-        logger.info("resumed %s at stage %d epoch %d iteration %d", self.run_dir,
-                    self.progress.stage, self.progress.epoch, self.progress.iteration)
-
-    def _resume_on_world(self, old_world: int) -> None:
-        """Continue the epoch at the image where ``old_world`` processes left it."""
-        p, t = self.progress, self.cfg.train
-        if p.stage < len(t.stages):
-            stage = t.stages[p.stage]
-            old_batch = process_batch_size(stage.batch_size, old_world, t.batch_size_is_global)
-            change = resume_on_world(p.iteration, old_world, self.ctx.world_size, old_batch,
-                                     self._batch(stage))
-            p.iteration = change.iteration
-            if self.ctx.is_main:
-                for message in change.messages:
-                    logger.warning("%s", message)
 
     # ------------------------------------------------------------------ the loop
 
@@ -570,71 +229,6 @@ class Trainer(TrainerValidation):
             return p.epoch * iters_per_epoch + p.iteration
         return self._end_epoch(stage, iters_per_epoch)
 
-    def _train_batch(self, batch, stage: StageConfig, iters_per_epoch: int, stage_iters: int,
-                     start: float) -> int:
-        """One step; every ``log_every`` steps (and before a save, a selection or the epoch's
-        end, the same steps on every rank) the window of steps is checked and logged."""
-        t, p = self.cfg.train, self.progress
-        degraded, clean, tasks = batch
-        try:
-            self._step(degraded, clean, list(tasks))
-        except RuntimeError as err:
-            if not is_out_of_memory(err):
-                raise
-            raise TrainingError(self._oom_message(stage, err)) from None
-        p.iteration += 1
-        p.global_step += 1
-        done = p.epoch * iters_per_epoch + p.iteration
-        self._bar.update(1)
-        save = t.save_every_iters and p.global_step % t.save_every_iters == 0
-        select = (t.select_on_test and t.select_every_iters and p.iteration < iters_per_epoch
-                  and p.iteration % t.select_every_iters == 0)  # the epoch's end: as an epoch
-        if (p.global_step % t.log_every == 0 or save or select or p.iteration >= iters_per_epoch
-                or done >= stage_iters or (self.stop_requested and not self.ctx.distributed)):
-            self._log(self._check_window(), start)
-        if t.scheduler_step == "iteration":
-            self.scheduler.step()
-        if save:
-            self.save("latest")
-        if select:
-            self.select_on_test(t.select_tolerance_iters, "iterations")
-            self.net.train()
-        return done
-
-    def _check_window(self) -> WindowResult:
-        """Read the steps since the last check (one sync, one all-reduce under torchrun):
-        non-finite losses or gradients stop the run before any checkpoint holds their weights;
-        a stop request of any rank becomes every rank's."""
-        result = self.window.check(self.ctx, self.stop_requested)
-        if self.ctx.distributed:
-            self._stop_agreed = self.stop_requested = result.stop
-        if result.bad is not None:
-            raise NonFiniteLossError(f"{result.problem()}. {self._last_good()}")
-        return result
-
-    def _log(self, result: WindowResult, start: float) -> None:
-        """The last checked step's loss on the progress bar and, every ``log_every`` steps,
-        in TensorBoard."""
-        p, loss = self.progress, result.last_loss
-        if loss is None:
-            return
-        lr = self.optimizer.param_groups[0]["lr"]
-        self._bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.2e}", epoch=p.epoch + 1)
-        if self.writer and p.global_step % self.cfg.train.log_every == 0:
-            self.writer.add_scalar("train/loss", loss, p.global_step)
-            self.writer.add_scalar("train/lr", lr, p.global_step)
-            self.writer.add_scalar("train/iters_per_s", p.iteration /
-                                   (time.perf_counter() - start), p.global_step)
-
-    def _oom_message(self, stage: StageConfig, err: BaseException) -> str:
-        p = self.progress
-        return (f"out of memory on {self.ctx.device} at stage {p.stage + 1} ({stage.name!r}) "
-                f"global step {p.global_step + 1}, batch {self._batch(stage)} of "
-                f"{stage.patch_size}x{stage.patch_size} crops per process "
-                f"({str(err).splitlines()[0][:200]}). Lower train.stages[{p.stage}].batch_size "
-                f"or patch_size, or set train.bf16: true; continue with --resume "
-                f"--resume-with-changes")
-
     def _end_epoch(self, stage: StageConfig, iters_per_epoch: int) -> int:
         t, p = self.cfg.train, self.progress
         p.epoch += 1
@@ -652,33 +246,6 @@ class Trainer(TrainerValidation):
             names.append(f"stage{p.stage + 1}_epoch{p.epoch:04d}")
         self.save(*names)
         return p.epoch * iters_per_epoch
-
-    def _step(self, degraded: torch.Tensor, clean: torch.Tensor, tasks: list[str]
-              ) -> torch.Tensor:
-        """One optimiser step; returns this rank's loss (on the device, not synchronised)."""
-        t, device = self.cfg.train, self.ctx.device
-        fmt = torch.channels_last if t.channels_last else torch.contiguous_format
-        degraded = degraded.to(device, non_blocking=True).contiguous(memory_format=fmt)
-        clean = clean.to(device, non_blocking=True)
-        prompts = torch.stack([self._prompt_rows[task] for task in tasks])
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=t.bf16):
-            restored = self.net(degraded, prompts)
-        loss = training_loss(t.loss, t.loss_weighting, restored.float(), clean, degraded)
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        grads = [q.grad for q in self.model.parameters() if q.grad is not None]
-        if t.grad_clip:
-            norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), t.grad_clip)
-        else:
-            norm = torch.nn.utils.get_total_norm(grads)
-        # checked with the other steps of the window (no synchronisation here): a non-finite
-        # loss or gradient stops the run at the next check, before any checkpoint is written
-        p = self.progress
-        self.window.add(loss, norm, StepInfo(p.stage + 1, p.epoch + 1, p.iteration + 1,
-                                             p.global_step + 1, tasks))
-        self.optimizer.step()
-        self._last_batch = (degraded, clean, tasks)
-        return loss.detach()
 
     def _train_classifier(self) -> None:
         """Train the degradation classifier (``classifier:`` section; ours, off by default) on
