@@ -154,3 +154,15 @@ def test_output_paths_are_checked_before_any_work(tmp_path, capsys, tiny_checkpo
                              str(tmp_path / "o"), "-d", "derain", *tile]) == 2
         assert "--tile" in one_error_line(capsys)
     assert not (tmp_path / "o").exists()
+
+
+def test_set_model_empty_takes_the_checkpoints_architecture(tiny_checkpoint):
+    """Another config's test sets with the checkpoint's own model (docs/evaluation.md)."""
+    from dfpir.loading import experiment_config
+    ckpt = torch.load(tiny_checkpoint, weights_only=True)
+    three = Path(DEMO).parent / "three_task.yaml"
+    with pytest.raises(ConfigError, match="--override-arch"):
+        experiment_config(ckpt, three)
+    cfg, source = experiment_config(ckpt, three, ["model={}"])
+    assert source == "checkpoint" and cfg.model.__dict__ == ckpt["config"]["model"]
+    assert cfg.data == load_config(three).data
