@@ -36,10 +36,11 @@ def _help(parser: argparse.ArgumentParser) -> str:
 
 def render() -> str:
     """The whole page: one section per command, its ``--help`` text verbatim."""
+    version = f"{sys.version_info[0]}.{sys.version_info[1]}"
     parts = ["# CLI reference\n",
              "Generated from the commands' own argument parsers by `python tools/cli_reference.py`;",
              "do not edit by hand. `dfpir <command>` and `python scripts/<command>.py` take the same",
-             "options (`scripts/prepare_data.py` is `dfpir prepare`).\n"]
+             f"options (`scripts/prepare_data.py` is `dfpir prepare`). Generated with Python {version}.\n"]
     for name, (_, summary) in COMMANDS.items():
         parts += [f"## dfpir {name}\n", f"{summary}.\n", "```text", _help(command_parser(name)).rstrip(),
                   "```\n"]
