@@ -93,6 +93,7 @@ def test_cli_reference_is_current():
 
 def test_demo_table_is_copied_between_the_markers(tmp_path):
     import copy_demo_results as copier
+
     from dfpir.errors import DfpirError
     results = tmp_path / "final_results.md"
     results.write_text("| test set | gain |\n|---|---|\n| derain | +5.72 |\n")
