@@ -6,7 +6,8 @@ through it, so they all follow the same rule for which config wins:
 1. **The architecture** (the ``model:`` section) comes from the checkpoint when it stores a
    config (ours do). A YAML ``model:`` key or a ``--set model.*`` that gives a different value is
    an error naming the keys, unless ``override_arch`` (``--override-arch``) says to use them;
-   the weights must then still fit. A checkpoint without a stored config (the released ones)
+   the weights must then still fit. ``--set 'model={}'`` drops the YAML's model keys: the stored
+   architecture with another config's data and test sets. A checkpoint without a stored config (the released ones)
    takes the architecture from the YAML, ``--set`` and the defaults.
 2. **Everything else** (data, prompts, eval, train) comes from the YAML when one is given, else
    from the config stored in the checkpoint, else the defaults; ``--set`` applies last.
@@ -217,7 +218,9 @@ def experiment_config(ckpt: Mapping, config: str | os.PathLike | None = None,
     for override in overrides:
         apply_override(raw, override, origin)
         key = override.split("=", 1)[0].strip()
-        if key.startswith("model."):
+        if key == "model":  # --set 'model={}': none of the YAML's model keys, the stored ones
+            explicit = dict(raw["model"] or {})
+        elif key.startswith("model."):
             explicit[key.split(".", 1)[1]] = raw["model"][key.split(".", 1)[1]]
     if stored_model is None:
         return build_dataclass(ExperimentConfig, raw, "", origin), "config"

@@ -154,3 +154,24 @@ def test_output_paths_are_checked_before_any_work(tmp_path, capsys, tiny_checkpo
                              str(tmp_path / "o"), "-d", "derain", *tile]) == 2
         assert "--tile" in one_error_line(capsys)
     assert not (tmp_path / "o").exists()
+
+
+def test_set_model_empty_takes_the_checkpoints_architecture(tiny_checkpoint):
+    """Another config's test sets with the checkpoint's own model (docs/evaluation.md)."""
+    from dfpir.loading import experiment_config
+    ckpt = torch.load(tiny_checkpoint, weights_only=True)
+    three = Path(DEMO).parent / "three_task.yaml"
+    with pytest.raises(ConfigError, match="--override-arch"):
+        experiment_config(ckpt, three)
+    cfg, source = experiment_config(ckpt, three, ["model={}"])
+    assert source == "checkpoint" and cfg.model.__dict__ == ckpt["config"]["model"]
+    assert cfg.data == load_config(three).data
+
+
+def test_help_into_a_closed_pipe_is_quiet():
+    """``python -m dfpir --help | head``: the reader leaving early is no traceback (issue 24)."""
+    proc = subprocess.Popen([sys.executable, "-m", "dfpir", "--help"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, cwd=Path(__file__).resolve().parents[1])
+    proc.stdout.close()  # closed before the child prints: its write meets a broken pipe
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0 and b"Traceback" not in err and b"BrokenPipe" not in err

@@ -116,3 +116,17 @@ def test_loader_workers_are_capped_at_the_cpu_count():
     assert loader_workers(0) == 0
     assert 1 <= loader_workers(10_000) <= (torch.get_num_threads() + 10_000)
     assert loader_workers(10_000) < 10_000
+
+
+def test_set_indexes_into_lists():
+    """``--set train.stages.0.epochs=1`` changes one stage, not the whole list (issue 24)."""
+    cfg = load_config(ROOT / "configs" / "demo.yaml", ["train.stages.0.epochs=1"])
+    base = load_config(ROOT / "configs" / "demo.yaml")
+    assert cfg.train.stages[0].epochs == 1 != base.train.stages[0].epochs
+    assert cfg.train.stages[0].lr == base.train.stages[0].lr
+
+
+@pytest.mark.parametrize("index", ["9", "x", "-1"])
+def test_set_rejects_a_bad_list_index(index):
+    with pytest.raises(ConfigError, match="not an index of that list"):
+        load_config(ROOT / "configs" / "demo.yaml", [f"train.stages.{index}.epochs=1"])

@@ -60,12 +60,14 @@ def run(args: argparse.Namespace) -> int:
     cfg = (load_config(args.config, overrides) if args.config
            else stored_config(args.run_dir, overrides))
     run_dir = Path(args.run_dir or Path(cfg.output_dir) / cfg.name)
+    print(f"run folder: {run_dir}", flush=True)  # where to look, before the long part
     try:
         train(cfg, run_dir, resume=resume, overwrite=args.overwrite,
               resume_with_changes=args.resume_with_changes)
     except (TrainingInterrupted, StopNow) as err:
-        print(f"stopped: {err}", file=sys.stderr)
+        print(f"stopped: {err} (run folder: {run_dir})", file=sys.stderr)
         return err.exit_code
+    print(f"done: the run is in {run_dir}")
     return 0
 
 

@@ -1,12 +1,12 @@
 """``dfpir visualize`` (``scripts/visualize.py``): draw the paper's analysis figures (and a
 restoration grid) for a checkpoint.
 
-    python scripts/visualize.py tsne     --ckpt runs/demo/checkpoints/latest.pt --out figures
+    python scripts/visualize.py tsne     --ckpt runs/demo/checkpoints/latest.pt --out runs/figures
     python scripts/visualize.py shuffle  --ckpt CKPT --config configs/three_task.yaml
     python scripts/visualize.py features --ckpt CKPT --set-name builtin_derain --block all
     python scripts/visualize.py features --ckpt CKPT --image rainy.png --task derain
-    python scripts/visualize.py grid     --ckpt CKPT --out docs/figures
-    python scripts/visualize.py all      --ckpt CKPT --out docs/figures
+    python scripts/visualize.py grid     --ckpt CKPT --out runs/figures
+    python scripts/visualize.py all      --ckpt CKPT --out runs/figures
 
 Each sub-command writes NAME.png and the numbers behind it (CSV, .npz) to --out. The config is
 --config when given, else the one stored in the checkpoint (ours), else the defaults (a release
@@ -51,7 +51,8 @@ def _common(parser: argparse.ArgumentParser) -> None:
     add_ckpt(parser, help="checkpoint (ours or a release one)")
     add_config(parser, help="YAML config (default: the one in the checkpoint)")
     add_override_arch(parser)
-    parser.add_argument("--out", default="figures", help="output folder (default: figures)")
+    parser.add_argument("--out", default="runs/figures",
+                        help="output folder (default: runs/figures, outside the tracked docs/)")
     add_device(parser, default="auto")
     parser.add_argument("--debug", action="store_true",
                         help="show the traceback of user errors too")
@@ -104,7 +105,7 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     """The options of ``dfpir visualize`` / ``scripts/visualize.py``."""
     parser = argparse.ArgumentParser(prog=prog, description="Draw the paper's analysis figures (and a restoration grid) for a checkpoint.",
                                      formatter_class=argparse.RawDescriptionHelpFormatter,
-                                     epilog="\n".join(__doc__.splitlines()[1:]))
+                                     epilog=__doc__.split("\n\n", 1)[1])
     sub = parser.add_subparsers(dest="command", required=True)
     adders = {"tsne": (_tsne_args,), "shuffle": (_shuffle_args,),
               "features": (_features_args,), "grid": (_grid_args,),

@@ -3,7 +3,8 @@
 A config file is a mapping with the sections of ``ExperimentConfig``. ``base: other.yaml`` (a
 path relative to the file) inherits another config: mappings merge key by key, everything else
 (lists included) is replaced. ``--set model.gamma=0.7`` overrides any value; the value is read as
-YAML. Unknown keys and wrong types are errors that name the key and the file that set it.
+YAML; a number indexes a list (``--set train.stages.0.epochs=1``). Unknown keys and wrong types
+are errors that name the key and the file that set it.
 """
 
 from __future__ import annotations
@@ -299,8 +300,17 @@ def load_raw(path: str | os.PathLike, origin: dict[str, str] | None = None,
     return _merge(merged, data, origin, str(path))
 
 
+def _list_index(items: list, key: str, override: str) -> int:
+    """The position ``key`` names in a list (``0`` .. ``len - 1``), or a ConfigError."""
+    if not key.isdigit() or int(key) >= len(items):
+        raise ConfigError(f"override {override!r}: {key!r} is not an index of that list "
+                          f"(expected 0..{len(items) - 1})")
+    return int(key)
+
+
 def apply_override(raw: dict, override: str, origin: dict[str, str]) -> None:
-    """Apply ``a.b.c=value`` (value read as YAML) to a raw config mapping."""
+    """Apply ``a.b.c=value`` (value read as YAML) to a raw config mapping; a number indexes a
+    list (``train.stages.0.epochs=1``)."""
     if "=" not in override:
         raise ConfigError(f"override {override!r} must look like section.key=value")
     dotted, text = override.split("=", 1)
@@ -309,14 +319,20 @@ def apply_override(raw: dict, override: str, origin: dict[str, str]) -> None:
         value = parse_yaml(text)
     except yaml.YAMLError as err:
         raise ConfigError(f"override {override!r}: the value is not valid YAML: {err}") from err
-    node = raw
+    node: Any = raw
     for depth, key in enumerate(keys[:-1]):
-        if key not in node:  # a section this override creates: its errors name the --set
-            origin[".".join(k.strip() for k in keys[:depth + 1])] = f"--set {override}"
-        node = node.setdefault(key, {})
-        if not isinstance(node, dict):
-            raise ConfigError(f"override {override!r}: {key} is not a section")
-    node[keys[-1]] = value
+        if isinstance(node, list):  # train.stages.0.epochs: an index into a list
+            node = node[_list_index(node, key, override)]
+        else:
+            if key not in node:  # a section this override creates: its errors name the --set
+                origin[".".join(k.strip() for k in keys[:depth + 1])] = f"--set {override}"
+            node = node.setdefault(key, {})
+        if not isinstance(node, (dict, list)):
+            raise ConfigError(f"override {override!r}: {key} is not a section or a list")
+    if isinstance(node, list):
+        node[_list_index(node, keys[-1], override)] = value
+    else:
+        node[keys[-1]] = value
     _mark(value, dotted.strip(), origin, f"--set {override}")
 
 

@@ -1,0 +1,65 @@
+"""Write docs/cli.md from the argument parsers of every ``dfpir`` command, so the CLI reference
+cannot drift from the code (``tests/test_docs.py`` fails when the committed page is stale).
+
+    python tools/cli_reference.py            # rewrite docs/cli.md
+    python tools/cli_reference.py --check    # exit 1 if docs/cli.md is stale
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+from pathlib import Path
+
+from dfpir.cli import COMMANDS
+
+PAGE = Path(__file__).resolve().parents[1] / "docs" / "cli.md"
+
+
+def command_parser(name: str) -> argparse.ArgumentParser:
+    """The parser ``dfpir <name>`` uses (each command module's ``build_parser``)."""
+    module = importlib.import_module(f"dfpir.cli.{COMMANDS[name][0]}")
+    return module.build_parser(prog=f"dfpir {name}")
+
+
+def _help(parser: argparse.ArgumentParser) -> str:
+    os.environ["COLUMNS"] = "100"  # the same wrapping on every machine and terminal
+    text = parser.format_help()
+    subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    for action in subs:
+        for sub_name, sub in action.choices.items():
+            text += f"\n--- {parser.prog} {sub_name} ---\n\n{sub.format_help()}"
+    return text
+
+
+def render() -> str:
+    """The whole page: one section per command, its ``--help`` text verbatim."""
+    version = f"{sys.version_info[0]}.{sys.version_info[1]}"
+    parts = ["# CLI reference\n",
+             "Generated from the commands' own argument parsers by `python tools/cli_reference.py`;",
+             "do not edit by hand. `dfpir <command>` and `python scripts/<command>.py` take the same",
+             f"options (`scripts/prepare_data.py` is `dfpir prepare`). Generated with Python {version}.\n"]
+    for name, (_, summary) in COMMANDS.items():
+        parts += [f"## dfpir {name}\n", f"{summary}.\n", "```text", _help(command_parser(name)).rstrip(),
+                  "```\n"]
+    return "\n".join(parts)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = argparse.ArgumentParser(description="Write or check docs/cli.md.")
+    args.add_argument("--check", action="store_true", help="exit 1 when docs/cli.md is stale")
+    opts = args.parse_args(argv)
+    text = render()
+    if opts.check:
+        stale = not PAGE.exists() or PAGE.read_text() != text
+        print(f"{PAGE} is {'stale: run python tools/cli_reference.py' if stale else 'current'}")
+        return int(stale)
+    PAGE.write_text(text)
+    print(f"wrote {PAGE}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,61 @@
+"""Copy the table the demo printed (``<run>/final_results.md``) into README.md and
+docs/getting_started.md, between the ``demo-results`` markers, with the machine it ran on, so
+the documented numbers are the ones the code wrote, never typed by hand.
+
+    python tools/copy_demo_results.py --run runs/demo --machine "2-core x86_64 Xeon, no GPU"
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from pathlib import Path
+
+from dfpir.cli.common import run_cli
+from dfpir.errors import DfpirError
+
+ROOT = Path(__file__).resolve().parents[1]
+TARGETS = (ROOT / "README.md", ROOT / "docs" / "getting_started.md")
+START, END = "<!-- demo-results:start -->", "<!-- demo-results:end -->"
+BLOCK = re.compile(re.escape(START) + r".*?" + re.escape(END), re.S)
+
+
+def demo_block(results: Path, machine: str) -> str:
+    """The Markdown put between the markers: where it came from, then the table verbatim."""
+    table = results.read_text().strip()
+    return (f"{START}\n<!-- copied by tools/copy_demo_results.py from {results.name}; "
+            f"do not edit -->\nMeasured on {machine}:\n\n{table}\n{END}")
+
+
+def replace_block(text: str, block: str, where: Path) -> str:
+    """``text`` with its one marked block replaced; a ``DfpirError`` when the markers are not
+    there exactly once."""
+    if len(BLOCK.findall(text)) != 1:
+        raise DfpirError(f"{where}: expected one {START} ... {END} block")
+    return BLOCK.sub(lambda _: block, text)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--run", required=True, help="the demo's run folder (has final_results.md)")
+    parser.add_argument("--machine", required=True, help="the machine the demo ran on, in words")
+    return parser
+
+
+def copy(args: argparse.Namespace) -> int:
+    results = Path(args.run) / "final_results.md"
+    if not results.is_file():
+        raise DfpirError(f"--run {args.run}: no final_results.md there (run the demo first)")
+    if not args.machine.strip():
+        raise DfpirError("--machine: expected the machine in words, got an empty string")
+    block = demo_block(results, args.machine.strip())
+    new = {path: replace_block(path.read_text(), block, path) for path in TARGETS}  # check all first
+    for path, text in new.items():
+        path.write_text(text)
+        print(f"wrote {path.relative_to(ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_cli(build_parser(), copy))
