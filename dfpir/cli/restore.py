@@ -86,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("give --ckpt CHECKPOINT (or --onnx FILE, a per-task export)")
     inputs = collect_inputs(args.input)
     single = Path(args.input).is_file()
-    outputs = output_paths(inputs, Path(args.out), single)
+    outputs = output_paths(inputs, Path(args.out), single, compare=args.side_by_side)
     clashes = [str(p) for p, q in zip(inputs, outputs, strict=True)
                if q.exists() and q.resolve() == p.resolve()]
     if clashes:
