@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime
 import json
 import os
+import re
 import socket
 import tempfile
 from pathlib import Path
@@ -138,13 +139,13 @@ class RunLock:
 
 # ------------------------------------------------------------------ the files the trainer owns
 
-#: Glob patterns, relative to the run directory, of everything a training writes there.
+#: Glob patterns, relative to the run directory, of everything a training writes there, but
+#: its checkpoints (named by ``checkpoint_names``: a user's own ``checkpoints/*.pt`` is kept).
 OWNED_FILES = (
     "config.yaml",
     CHANGES_NAME,
     "final_results.md",
     "comparison.png",
-    "checkpoints/*.pt",
     "checkpoints/.*.tmp",
     "tensorboard/events.out.tfevents.*",
     "export/release_layout.pth",
@@ -153,15 +154,32 @@ OWNED_FILES = (
 )
 
 
+def checkpoint_names(run_dir: Path) -> re.Pattern[str]:
+    """The names the trainer gives its checkpoints: ``latest.pt``, ``best.pt``,
+    ``stage<N>_epoch<NNNN>.pt`` and ``stage<N>_<stage name>.pt`` for the stages of the run's
+    stored ``config.yaml`` (when it can be read)."""
+    names = ["latest", "best", r"stage\d+_epoch\d{4}"]
+    try:
+        stored = yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8"))
+        stages = stored["train"]["stages"]
+        names += [re.escape(f"stage{i + 1}_{stage['name']}") for i, stage in enumerate(stages)]
+    except (OSError, UnicodeDecodeError, yaml.YAMLError, KeyError, TypeError):
+        pass
+    return re.compile(rf"(?:{'|'.join(names)})\.pt")
+
+
 def clear_owned_files(run_dir: Path) -> list[Path]:
     """Delete the files a previous training wrote in ``run_dir`` (for ``--overwrite``); files
     the trainer does not write are left alone. Returns what was deleted."""
-    removed = []
+    ours = checkpoint_names(run_dir)
+    found = [p for p in sorted(run_dir.glob("checkpoints/*.pt")) if ours.fullmatch(p.name)]
     for pattern in OWNED_FILES:
-        for path in sorted(run_dir.glob(pattern)):
-            if path.is_file():
-                path.unlink()
-                removed.append(path)
+        found += sorted(run_dir.glob(pattern))
+    removed = []
+    for path in found:
+        if path.is_file():
+            path.unlink()
+            removed.append(path)
     return removed
 
 

@@ -1,0 +1,33 @@
+"""Issue 22, class 2: ``--overwrite`` deletes only the files a training wrote."""
+
+from __future__ import annotations
+
+import yaml
+
+from dfpir.train.rundir import clear_owned_files
+
+
+def test_overwrite_spares_a_users_checkpoint_and_notes(tmp_path):
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    stages = [{"name": "warmup"}, {"name": "main"}]
+    (run / "config.yaml").write_text(yaml.safe_dump({"train": {"stages": stages}}))
+    ours = ["latest.pt", "best.pt", "stage1_epoch0002.pt", "stage1_warmup.pt", "stage2_main.pt"]
+    mine = ["my_backup.pt", "stage3_main.pt", "latest.pt.bak", "stage1_epoch2.pt"]
+    for name in ours + mine:
+        (run / "checkpoints" / name).write_bytes(b"x")
+    (run / "notes.txt").write_text("mine")
+    removed = clear_owned_files(run)
+    assert sorted(p.name for p in removed) == sorted(ours + ["config.yaml"])
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == sorted(mine)
+    assert (run / "notes.txt").read_text() == "mine"
+
+
+def test_overwrite_without_a_readable_config_keeps_named_stage_checkpoints(tmp_path):
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "config.yaml").write_bytes(b"\xff\xfe not yaml")
+    for name in ("latest.pt", "stage1_warmup.pt"):
+        (run / "checkpoints" / name).write_bytes(b"x")
+    clear_owned_files(run)
+    assert [p.name for p in (run / "checkpoints").iterdir()] == ["stage1_warmup.pt"]
