@@ -23,7 +23,7 @@ from .data.config import DataConfig
 from .errors import ConfigError
 from .models import DFPIRConfig
 from .prompts import PromptConfig
-from .schema import build_dataclass, convert
+from .schema import build_dataclass, check_plain_name, convert
 
 __all__ = [
     "ConfigError",
@@ -75,6 +75,7 @@ class StageConfig:
 
     def __post_init__(self) -> None:
         # messages start with the field's name: the loader then names the key and its source
+        check_plain_name("name", self.name)
         if self.epochs < 0:
             raise ValueError(f"epochs must be >= 0, got {self.epochs}")
         if not (self.lr > 0 and math.isfinite(self.lr)):
@@ -187,6 +188,7 @@ class ExperimentConfig:
     classifier: ClassifierConfig = field(default_factory=ClassifierConfig)  # ours, off by default
 
     def __post_init__(self) -> None:
+        check_plain_name("name", self.name)
         if self.seed < 0:
             raise ValueError(f"seed must be >= 0, got {self.seed}")
 

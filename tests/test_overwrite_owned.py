@@ -31,3 +31,17 @@ def test_overwrite_without_a_readable_config_keeps_named_stage_checkpoints(tmp_p
         (run / "checkpoints" / name).write_bytes(b"x")
     clear_owned_files(run)
     assert [p.name for p in (run / "checkpoints").iterdir()] == ["stage1_warmup.pt"]
+
+
+def test_a_run_name_is_a_name_not_a_path(tmp_path, capsys):
+    """Issue 22, class 5: ``--set name=../../x`` would write the run outside output_dir."""
+    from dfpir.cli import main as dfpir
+
+    for bad in ("../../x", "a/b", ".."):
+        code = dfpir(["train", "--config", "configs/demo.yaml", "--set",
+                      f"output_dir={tmp_path / 'runs'}", "--set", f"name={bad}"])
+        assert code == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error:") and "plain name" in err and "--set" in err, err
+        assert "Traceback" not in err
+    assert list(tmp_path.iterdir()) == []
