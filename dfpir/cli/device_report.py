@@ -16,6 +16,7 @@ from pathlib import Path
 from ..device_report import ReportSettings, run_report
 from ..errors import ConfigError
 from ..inference import resolve_device
+from ..outputs import check_output_place
 from .common import add_device, run_cli
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -50,6 +51,7 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--train-iters {args.train_iters}: expected a positive count")
     if args.workers is not None and args.workers < 0:
         raise ConfigError(f"--workers {args.workers}: expected 0 or more")
+    check_output_place(args.out, "dir", "--out")
     device = str(resolve_device(args.device))
     settings = ReportSettings.for_quick(device) if args.quick else ReportSettings(device=device)
     if args.train_iters is not None:

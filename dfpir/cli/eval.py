@@ -13,9 +13,9 @@ from pathlib import Path
 
 from ..blind.cli import add_eval_arguments
 from ..blind.evaluation import blind_markdown
-from ..errors import ResultsError
 from ..evaluate import evaluate
 from ..loading import load_experiment
+from ..outputs import check_output_place
 from ..report import write_report
 from ..tables import PAPER_LAYOUTS
 from .common import add_amp, add_ckpt, add_config, add_device, add_override_arch, run_cli
@@ -77,8 +77,7 @@ def cli_overrides(args: argparse.Namespace) -> list[str]:
 def run(args: argparse.Namespace) -> int:
     """Evaluate and write the results folder; returns the exit status."""
     out = Path(args.out or Path("results") / f"eval_{Path(args.ckpt).stem}")
-    if out.exists() and not out.is_dir():
-        raise ResultsError(f"--out {out} is an existing file; expected a results folder")
+    check_output_place(out, "dir", "--out")
     overrides = cli_overrides(args)
     loaded = load_experiment(args.ckpt, args.config, overrides,
                              override_arch=args.override_arch)

@@ -18,6 +18,7 @@ from ..data import DataError
 from ..data.tasks import TASKS
 from ..loading import load_experiment
 from ..models.checkpoint import read_checkpoint
+from ..outputs import check_output_place
 from ..prompts import PromptError, get_degradation
 from ..restore import (
     collect_inputs,
@@ -87,6 +88,7 @@ def run(args: argparse.Namespace) -> int:
     inputs = collect_inputs(args.input)
     single = Path(args.input).is_file()
     outputs = output_paths(inputs, Path(args.out), single, compare=args.side_by_side)
+    check_output_place(outputs[0] if single else args.out, "file" if single else "dir", "--out")
     clashes = [str(p) for p, q in zip(inputs, outputs, strict=True)
                if q.exists() and q.resolve() == p.resolve()]
     if clashes:

@@ -23,6 +23,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ..config import ConfigError, load_config
+from ..outputs import check_output_place
 from ..train import StopNow, TrainingInterrupted, stored_config, train
 from .common import add_config, add_device, run_cli
 
@@ -60,6 +61,7 @@ def run(args: argparse.Namespace) -> int:
     cfg = (load_config(args.config, overrides) if args.config
            else stored_config(args.run_dir, overrides))
     run_dir = Path(args.run_dir or Path(cfg.output_dir) / cfg.name)
+    check_output_place(run_dir, "dir", "--run-dir" if args.run_dir else "output_dir/name")
     try:
         train(cfg, run_dir, resume=resume, overwrite=args.overwrite,
               resume_with_changes=args.resume_with_changes)
