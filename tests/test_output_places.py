@@ -68,3 +68,37 @@ def test_every_command_checks_its_output_place_first(argv, tmp_path, capsys):
     assert str(afile) in err, err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["taken"]
     assert afile.read_text() == "keep"
+
+
+def test_app_port_in_use_or_out_of_range_is_an_error_and_leaves_no_folder(
+        tmp_path, capsys, monkeypatch):
+    """The app's port is checked before the model loads and before its results folder exists."""
+    import socket
+    import tempfile
+
+    pytest.importorskip("gradio")
+    from test_app import save_tiny
+
+    from dfpir.cli.app import main as app_main
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    ckpt = save_tiny(tmp_path / "tiny.pt")
+    with socket.create_server(("127.0.0.1", 0)) as busy:
+        port = busy.getsockname()[1]
+        assert app_main(["--ckpt", str(ckpt), "--port", str(port), "--device", "cpu"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --port") and "Traceback" not in err, err
+    with pytest.raises(SystemExit) as stop:
+        app_main(["--ckpt", str(ckpt), "--port", "99999"])
+    assert stop.value.code == 2 and "--port" in capsys.readouterr().err
+    assert list((tmp_path / "tmp").iterdir()) == []
+
+
+def test_numeric_options_are_checked_by_their_parser(capsys):
+    for argv in (["benchmark", "--size", "0"], ["benchmark", "--batch", "-1"],
+                 ["eval", "--ckpt", "x.pt", "--max-images", "-1"]):
+        with pytest.raises(SystemExit) as stop:
+            dfpir(argv)
+        err = capsys.readouterr().err
+        assert stop.value.code == 2 and "expected a whole number >= 1" in err, err

@@ -18,7 +18,7 @@ from ..loading import load_experiment
 from ..outputs import check_output_place
 from ..report import write_report
 from ..tables import PAPER_LAYOUTS
-from .common import add_amp, add_ckpt, add_config, add_device, add_override_arch, run_cli
+from .common import add_amp, add_ckpt, add_config, add_device, add_override_arch, int_in, run_cli
 
 __all__ = ["build_parser", "cli_overrides", "main", "run"]
 
@@ -35,15 +35,15 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     add_ckpt(parser)
     add_override_arch(parser)
     parser.add_argument("--out", help="results folder (default: results/eval_<ckpt name>)")
-    parser.add_argument("--tile", type=int, help="tile size for memory-bounded inference "
+    parser.add_argument("--tile", type=int_in(0), help="tile size for memory-bounded inference "
                         "(0 = whole image, the protocol)")
-    parser.add_argument("--tile-overlap", type=int, help="overlap between tiles in pixels")
+    parser.add_argument("--tile-overlap", type=int_in(0), help="overlap between tiles in pixels")
     parser.add_argument("--save-images", action="store_true", help="also write restored images")
     parser.add_argument("--quantize", action="store_true",
                         help="round outputs to uint8 before the metrics (as saved images)")
     add_device(parser)
     add_amp(parser)
-    parser.add_argument("--max-images", type=int, default=None,
+    parser.add_argument("--max-images", type=int_in(1), default=None,
                         help="evaluate only the first N images of each test set")
     parser.add_argument("--paper-table", default="auto",
                         choices=["auto", "none", *PAPER_LAYOUTS],
