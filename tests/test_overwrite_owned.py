@@ -45,3 +45,38 @@ def test_a_run_name_is_a_name_not_a_path(tmp_path, capsys):
         assert err.startswith("error:") and "plain name" in err and "--set" in err, err
         assert "Traceback" not in err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_overwrite_that_fails_before_a_checkpoint_puts_the_old_run_back(tmp_path, monkeypatch):
+    """A finished run under ``--overwrite`` is only set aside: a new run that dies at its
+    first batch (a corrupt image, say) leaves the old run as it was; the user's file stays."""
+    import pytest
+    from test_train import tiny_cfg
+
+    from dfpir.train import Trainer
+
+    run_dir = tmp_path / "run"
+    Trainer(tiny_cfg("train.val_every=0"), run_dir).run()
+    (run_dir / "checkpoints" / "my_backup.pt").write_bytes(b"mine")
+    before = {p.relative_to(run_dir): p.read_bytes()
+              for p in run_dir.rglob("*") if p.is_file() and "tensorboard" not in p.parts}
+
+    def broken(*_args, **_kwargs):
+        raise OSError("image file is truncated")
+
+    trainer = Trainer(tiny_cfg("train.val_every=0"), run_dir, overwrite=True)
+    assert not (run_dir / "checkpoints" / "latest.pt").exists()
+    monkeypatch.setattr(trainer, "_run_stage", broken)
+    with pytest.raises(OSError, match="truncated"):
+        trainer.run()
+    after = {p.relative_to(run_dir): p.read_bytes()
+             for p in run_dir.rglob("*") if p.is_file() and "tensorboard" not in p.parts}
+    assert after == before
+
+    # and once the new run has its first checkpoint, the old one's files are gone
+    trainer = Trainer(tiny_cfg("train.val_every=0"), run_dir, overwrite=True)
+    trainer.save("latest")
+    trainer.close()
+    assert not (run_dir / ".overwritten").exists()
+    assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["latest.pt",
+                                                                           "my_backup.pt"]

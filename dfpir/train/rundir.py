@@ -183,6 +183,52 @@ def clear_owned_files(run_dir: Path) -> list[Path]:
     return removed
 
 
+ASIDE_NAME = ".overwritten"
+
+
+def set_aside_owned_files(run_dir: Path) -> list[Path]:
+    """``--overwrite``: move the previous run's own files into ``run_dir/.overwritten`` (paths
+    kept) instead of deleting them, so a new run that fails before its first checkpoint can
+    put them back (``restore_set_aside``). Files left there by an earlier attempt that never
+    reached a checkpoint are the older run: they are kept, and that attempt's files deleted.
+    Returns the files moved or deleted."""
+    aside = run_dir / ASIDE_NAME
+    if aside.is_dir():
+        return clear_owned_files(run_dir)
+    ours = checkpoint_names(run_dir)
+    found = [p for p in sorted(run_dir.glob("checkpoints/*.pt")) if ours.fullmatch(p.name)]
+    for pattern in OWNED_FILES:
+        found += [p for p in sorted(run_dir.glob(pattern)) if p.is_file()]
+    for path in found:
+        target = aside / path.relative_to(run_dir)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(path, target)
+    return found
+
+
+def restore_set_aside(run_dir: Path) -> list[Path]:
+    """Put the files ``set_aside_owned_files`` moved back in place (the new run wrote no
+    checkpoint: the previous run is worth more than its few files). Returns them."""
+    aside = run_dir / ASIDE_NAME
+    back = []
+    for path in sorted(p for p in aside.rglob("*") if p.is_file()):
+        target = run_dir / path.relative_to(aside)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(path, target)
+        back.append(target)
+    drop_set_aside(run_dir)
+    return back
+
+
+def drop_set_aside(run_dir: Path) -> None:
+    """Delete the previous run's files once the new run has its first checkpoint."""
+    aside = run_dir / ASIDE_NAME
+    if aside.is_dir():
+        for path in sorted(aside.rglob("*"), reverse=True):
+            path.unlink() if not path.is_dir() else path.rmdir()
+        aside.rmdir()
+
+
 def remove_stale_temporaries(run_dir: Path) -> list[Path]:
     """Delete ``.<name>.*.tmp`` files left by writes that a kill interrupted (the lock is held,
     so none of them is being written)."""

@@ -50,11 +50,13 @@ from .errors import NonFiniteLossError, RunDirError, TrainingInterrupted
 from .losses import compute_loss, training_loss
 from .rundir import (
     RunLock,
-    clear_owned_files,
     config_changes,
+    drop_set_aside,
     record_changes,
     refuse_changes,
     remove_stale_temporaries,
+    restore_set_aside,
+    set_aside_owned_files,
 )
 from .sampler import EpochSampler
 from .validation import validate, write_comparison_figure, write_results_table
@@ -234,9 +236,8 @@ class Trainer:
 
         # every check passed: from here on the run directory is written
         if self.ctx.is_main:
-            if overwrite:
-                for path in clear_owned_files(self.run_dir):
-                    logger.info("--overwrite: removed %s", path)
+            if overwrite:  # set aside until the first checkpoint, put back if none comes
+                self._aside = bool(set_aside_owned_files(self.run_dir))
             remove_stale_temporaries(self.run_dir)
             from torch.utils.tensorboard import SummaryWriter
 
@@ -256,6 +257,10 @@ class Trainer:
         if self.writer:
             self.writer.close()
             self.writer = None
+        if getattr(self, "_aside", False):  # --overwrite, and no checkpoint was written
+            for path in restore_set_aside(self.run_dir):
+                logger.warning("--overwrite: the new run wrote no checkpoint; put back %s", path)
+            self._aside = False
         self.lock.release()
 
     # ------------------------------------------------------------------ setup helpers
@@ -387,6 +392,9 @@ class Trainer:
             atomic_save(state, self.ckpt_dir / f"{name}.pt")
             if name == "latest":
                 self._latest_step = self.progress.global_step
+        if getattr(self, "_aside", False):  # --overwrite: the new run has a checkpoint now
+            drop_set_aside(self.run_dir)
+            self._aside = False
 
     @torch.no_grad()
     def _loss_after_step(self) -> float | None:
