@@ -80,3 +80,18 @@ def test_overwrite_that_fails_before_a_checkpoint_puts_the_old_run_back(tmp_path
     assert not (run_dir / ".overwritten").exists()
     assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["latest.pt",
                                                                            "my_backup.pt"]
+
+
+def test_resume_of_a_finished_run_says_so_and_does_nothing(tmp_path, capsys):
+    from test_train import tiny_cfg
+
+    from dfpir.cli import main as dfpir
+    from dfpir.train import Trainer
+
+    run_dir = tmp_path / "run"
+    Trainer(tiny_cfg("train.val_every=0"), run_dir).run()
+    files = {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in run_dir.rglob("*") if p.is_file()}
+    assert dfpir(["train", "--resume", "--run-dir", str(run_dir)]) == 0
+    assert "had finished" in capsys.readouterr().out
+    assert {p: (p.stat().st_mtime_ns, p.read_bytes())
+            for p in run_dir.rglob("*") if p.is_file()} == files

@@ -240,6 +240,21 @@ def remove_stale_temporaries(run_dir: Path) -> list[Path]:
     return removed
 
 
+def finished_stages(run_dir: Path) -> int | None:
+    """How many stages the run's ``checkpoints/latest.pt`` has completed (its stored progress),
+    or ``None`` when there is no readable one; ``--resume`` of a run that has done all its
+    stages has nothing to do."""
+    from ..models.checkpoint import CheckpointError, read_checkpoint
+
+    latest = run_dir / "checkpoints" / "latest.pt"
+    if not latest.is_file():
+        return None
+    try:
+        return int(read_checkpoint(latest)["progress"]["stage"])
+    except (CheckpointError, KeyError, TypeError, ValueError):
+        return None
+
+
 # ------------------------------------------------------------------ resume: config changes
 
 
