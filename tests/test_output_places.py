@@ -102,3 +102,18 @@ def test_numeric_options_are_checked_by_their_parser(capsys):
             dfpir(argv)
         err = capsys.readouterr().err
         assert stop.value.code == 2 and "expected a whole number >= 1" in err, err
+
+
+@pytest.mark.parametrize("setting, expected", [
+    (["--set", "data.builtin.tasks=[]"], "data.builtin.tasks=[]"),
+    (["--config", "{bad}"], "not UTF-8"),
+])
+def test_config_mistakes_are_errors_not_tracebacks(setting, expected, tmp_path, capsys):
+    bad = tmp_path / "bad.yaml"
+    bad.write_bytes(b"name: \xff\xfe\n")
+    argv = ["train", "--config", "configs/demo.yaml", "--run-dir", str(tmp_path / "run"),
+            *[a.format(bad=bad) for a in setting]]
+    assert dfpir(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error:") and expected in err and "Traceback" not in err, err
+    assert not (tmp_path / "run").exists()
