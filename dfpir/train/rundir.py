@@ -171,16 +171,19 @@ def checkpoint_names(run_dir: Path) -> re.Pattern[str]:
 def clear_owned_files(run_dir: Path) -> list[Path]:
     """Delete the files a previous training wrote in ``run_dir`` (for ``--overwrite``); files
     the trainer does not write are left alone. Returns what was deleted."""
+    found = owned_files(run_dir)
+    for path in found:
+        path.unlink()
+    return found
+
+
+def owned_files(run_dir: Path) -> list[Path]:
+    """The files in ``run_dir`` a training wrote: ``OWNED_FILES`` and its checkpoints."""
     ours = checkpoint_names(run_dir)
     found = [p for p in sorted(run_dir.glob("checkpoints/*.pt")) if ours.fullmatch(p.name)]
     for pattern in OWNED_FILES:
         found += sorted(run_dir.glob(pattern))
-    removed = []
-    for path in found:
-        if path.is_file():
-            path.unlink()
-            removed.append(path)
-    return removed
+    return [p for p in found if p.is_file()]
 
 
 ASIDE_NAME = ".overwritten"
@@ -195,10 +198,7 @@ def set_aside_owned_files(run_dir: Path) -> list[Path]:
     aside = run_dir / ASIDE_NAME
     if aside.is_dir():
         return clear_owned_files(run_dir)
-    ours = checkpoint_names(run_dir)
-    found = [p for p in sorted(run_dir.glob("checkpoints/*.pt")) if ours.fullmatch(p.name)]
-    for pattern in OWNED_FILES:
-        found += [p for p in sorted(run_dir.glob(pattern)) if p.is_file()]
+    found = owned_files(run_dir)
     for path in found:
         target = aside / path.relative_to(run_dir)
         target.parent.mkdir(parents=True, exist_ok=True)
