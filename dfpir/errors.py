@@ -31,3 +31,8 @@ class ResultsError(DfpirError, ValueError):
 
 class TrainingError(DfpirError, RuntimeError):
     """A training run that cannot start or cannot go on (too little data, a diverged loss)."""
+
+
+class OutputPlaceError(DfpirError, OSError):
+    """A place for results (folder or file) that cannot be written: a file where a folder is
+    expected (or the reverse), read-only, under a file, or on a full disk."""

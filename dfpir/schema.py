@@ -15,7 +15,7 @@ from typing import Annotated, Any, Literal, Union, get_args, get_origin, get_typ
 
 from .errors import ConfigError
 
-__all__ = ["build_dataclass", "convert"]
+__all__ = ["build_dataclass", "check_plain_name", "convert"]
 
 
 
@@ -126,3 +126,13 @@ def build_dataclass(cls: type, values: dict, where: str = "",
         raise _fail(where or cls.__name__, origin, str(err)) from err
 
 
+
+
+def check_plain_name(field: str, value: str) -> None:
+    """Raise ``ValueError`` (message led by ``field``, so the loader names its source) unless
+    ``value`` is a file name: a run or stage name becomes part of a path, never a path itself
+    (``../../x`` would write outside ``output_dir``)."""
+    if (not value or value in (".", "..") or any(c in value for c in "/\\\0")
+            or value != value.strip()):
+        raise ValueError(f"{field} must be a plain name (no '/', '\\', '..' or surrounding "
+                         f"spaces), got {value!r}")

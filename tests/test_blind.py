@@ -89,7 +89,7 @@ def test_off_by_default_and_bad_settings_are_config_errors():
 
 def test_unsure_choice_names_top_two_and_follows_the_mode():
     clf = DegradationClassifier(["derain", "dehaze", "lowlight"], ClassifierConfig(threshold=0.9))
-    prediction = clf.predict(np.full((40, 40, 3), 0.5, np.float32))
+    prediction = clf.predict(_smooth())
     assert prediction.unsure  # an untrained MLP is far from 0.9 sure
     assert abs(sum(prediction.probabilities.values()) - 1) < 1e-5
     restore = choose_degradation(prediction, "restore")
@@ -98,7 +98,7 @@ def test_unsure_choice_names_top_two_and_follows_the_mode():
     for choice in (restore, stop):
         assert prediction.label in choice.message and prediction.runner_up in choice.message
         assert "unsure" in choice.message
-    sure = clf.predict(np.full((40, 40, 3), 0.5, np.float32), threshold=0.0)
+    sure = clf.predict(_smooth(), threshold=0.0)
     assert choose_degradation(sure, "stop").degradation == sure.label
 
 
@@ -227,3 +227,34 @@ def test_restore_auto_and_eval_read_the_checkpoint_once(run_dir, tmp_path, monke
     assert eval_main(["--config", str(run_dir / "config.yaml"), "--ckpt", str(ckpt),
                       "--out", str(tmp_path / "eval"), "--no-progress"]) == 0
     assert len(reads) == 1
+
+
+def test_images_too_small_or_flat_are_refused_one_by_one():
+    """Issue 22, class 4: the statistics of a 1x1, a 1xN or a flat image say nothing; each
+    is a DataError of its own (IndexError before)."""
+    from dfpir.blind.classifier import UnjudgeableImageError
+
+    clf = DegradationClassifier(["derain", "dehaze"], ClassifierConfig())
+    for image in (np.zeros((1, 1, 3), np.float32), np.zeros((1, 10000, 3), np.float32),
+                  np.zeros((64, 64, 3), np.float32)):
+        with pytest.raises(UnjudgeableImageError):
+            clf.predict(image)
+    clf.predict(_smooth())  # a real image is judged
+
+
+def test_restore_auto_goes_on_past_a_1x1_image(run_dir, tmp_path, capsys):
+    ckpt = run_dir / "checkpoints" / "latest.pt"
+    photos = tmp_path / "in"
+    write_image(photos / "a_tiny.png", np.full((1, 1, 3), 80, np.uint8))
+    write_image(photos / "b_black.png", np.zeros((40, 40, 3), np.uint8))
+    write_image(photos / "c_good.png", (load_builtin_image("coffee", 96)[:48, :64] * 0.25
+                                        ).astype(np.uint8))
+    out = tmp_path / "out"
+    assert restore_main(["--ckpt", str(ckpt), "-i", str(photos), "-o", str(out),
+                         "--degradation", "auto", "--no-progress"]) == 1
+    captured = capsys.readouterr()
+    assert sorted(p.name for p in out.iterdir()) == ["c_good.png"]
+    assert "restored 1 of 3" in captured.out
+    assert "a_tiny.png" in captured.err and "too small" in captured.err
+    assert "b_black.png" in captured.err and "flat colour" in captured.err
+    assert "Traceback" not in captured.err

@@ -27,7 +27,7 @@ from torch import nn
 
 from ..config import ConfigError
 from ..data import DataError, read_image_raw, write_image
-from ..restore import PreparedImage, finish_image, prepare_image, prompt_embedding
+from ..restore import PreparedImage, finish_image, prepare_image, prompt_embedding, unique_path
 from ..restore.inference import restore, tile_starts
 
 __all__ = [
@@ -237,6 +237,7 @@ def restore_uploads(bundle: ModelBundle, paths: Sequence[str | os.PathLike], cho
     go on."""
     results, written, messages = [], [], []
     out_dir = Path(out_dir)
+    taken: set[Path] = set()  # same.jpg and same.png: two files, not one
     for index, path in enumerate(paths):
         path = Path(path)
         try:
@@ -248,7 +249,7 @@ def restore_uploads(bundle: ModelBundle, paths: Sequence[str | os.PathLike], cho
                     progress(index * total + done, len(paths) * total)
 
             result = restore_image(bundle, read_image_raw(path), choice, step)
-            target = out_dir / f"{path.stem}_restored.png"
+            target = unique_path(out_dir / f"{path.stem}_restored.png", taken)
             write_image(target, result.output)
         except (DataError, OSError, ValueError) as err:
             reason = str(err).replace(str(path), path.name)

@@ -66,6 +66,34 @@ class Prediction:
         return text + ")"
 
 
+#: The smallest side the statistics can judge: the coarsest ones (finite differences of the
+#: 4x average, a 9-pixel window) need a 4x4 image at a quarter of the resolution.
+MIN_SIDE = 16
+
+
+class UnjudgeableImageError(DataError):
+    """An image the classifier cannot judge (too small, or one flat colour): that image alone
+    is reported, the others go on."""
+
+
+def check_judgeable(image: np.ndarray | torch.Tensor) -> None:
+    """Raise ``UnjudgeableImageError`` for an image (HxWx3 numpy or [1x]3xHxW torch) smaller
+    than ``MIN_SIDE`` on a side or of one colour: its statistics say nothing about a
+    degradation."""
+    if isinstance(image, np.ndarray):
+        height, width = image.shape[:2]
+    else:
+        height, width = image.shape[-2:]
+    if min(height, width) < MIN_SIDE:
+        raise UnjudgeableImageError(
+            f"{width}x{height} is too small for --degradation auto to judge (at least "
+            f"{MIN_SIDE}x{MIN_SIDE}); give --degradation NAME")
+    values = torch.as_tensor(np.asarray(image) if isinstance(image, np.ndarray) else image)
+    if float(values.max() - values.min()) < 1.0 / 255.0:
+        raise UnjudgeableImageError("the image is one flat colour: there is no degradation "
+                                    "for --degradation auto to judge; left as it is")
+
+
 class DegradationClassifier(nn.Module):
     """Feature standardisation + MLP (two hidden layers) over ``FEATURE_NAMES``, applied to up
     to ``config.max_crops`` crops of an image whose log-probabilities are averaged."""
@@ -92,6 +120,7 @@ class DegradationClassifier(nn.Module):
         softmax of the crops' mean log-probability (every crop is evidence; a crop where the
         degradation is faint, such as the near part of a hazy scene, weighs less than it would
         in a mean of probabilities)."""
+        check_judgeable(image)
         crops = grid_crops(image, self.config.crop, self.config.max_crops)
         log_probs = torch.log_softmax(self(image_features(crops)), dim=1)
         return torch.softmax(log_probs.mean(dim=0), dim=0)

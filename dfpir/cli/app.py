@@ -8,13 +8,15 @@ extra; ``dfpir.app`` builds the page).
 from __future__ import annotations
 
 import argparse
+import shutil
+import socket
 from collections.abc import Sequence
 
 import torch
 
 from ..app.server import DEMO_CHECKPOINT, build_app, load_bundle, require_gradio
 from ..config import ConfigError
-from .common import add_config, add_device, run_cli
+from .common import add_config, add_device, int_in, run_cli
 
 __all__ = ["build_parser", "main", "run"]
 
@@ -28,13 +30,13 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     which.add_argument("--onnx", metavar="FILE", help="a per-task ONNX export instead")
     add_config(parser, help="experiment YAML (default: the checkpoint's config)")
     add_device(parser)
-    parser.add_argument("--tile", type=int, default=512,
+    parser.add_argument("--tile", type=int_in(0), default=512,
                         help="tile size for large images (0 = whole image); default 512")
-    parser.add_argument("--tile-overlap", type=int, default=32, help="tile overlap (pixels)")
-    parser.add_argument("--threads", type=int, default=None, help="CPU threads")
+    parser.add_argument("--tile-overlap", type=int_in(0), default=32, help="tile overlap (pixels)")
+    parser.add_argument("--threads", type=int_in(1), default=None, help="CPU threads")
     parser.add_argument("--host", default="127.0.0.1",
                         help="address to bind (default 127.0.0.1: this machine only)")
-    parser.add_argument("--port", type=int, default=7860)
+    parser.add_argument("--port", type=int_in(1, 65535), default=7860)
     parser.add_argument("--share", action="store_true",
                         help="also open a public gradio share link (off by default)")
     return parser
@@ -55,13 +57,29 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--threads must be at least 1, got {args.threads}")
     if args.threads:
         torch.set_num_threads(args.threads)
+    check_port(args.host, args.port)
     bundle = load_bundle(ckpt, args.onnx, args.config, args.overrides, args.device or "auto",
                          args.tile, args.tile_overlap, args.threads)
     app = build_app(bundle)
     print(f"serving {bundle.describe()} on http://{args.host}:{args.port} (Ctrl-C stops)")
-    app.queue().launch(server_name=args.host, server_port=args.port, share=args.share,
-                       allowed_paths=[str(app.out_root)], show_error=True)
+    try:
+        app.queue().launch(server_name=args.host, server_port=args.port, share=args.share,
+                           allowed_paths=[str(app.out_root)], show_error=True)
+    finally:  # the restored uploads are the app's own files: gone when it stops
+        shutil.rmtree(app.out_root, ignore_errors=True)
     return 0
+
+
+def check_port(host: str, port: int) -> None:
+    """Raise ``ConfigError`` unless ``host:port`` can be bound now: a port in use is said
+    before the model loads and before the app makes its folder of results."""
+    try:
+        with socket.create_server((host, port)):
+            pass
+    except OSError as err:
+        why = err.strerror or str(err)
+        raise ConfigError(f"--port {port} on --host {host} cannot be used ({why}); give "
+                          "another --port") from None
 
 
 def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:

@@ -16,7 +16,7 @@ import torch
 from ..device import keep_freed_memory, resolve_device
 from ..models import DFPIR, DFPIRConfig
 from ..perf.benchmark import benchmark, count_params, forward_flops, markdown_table
-from .common import run_cli
+from .common import int_in, run_cli
 
 
 def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
@@ -28,19 +28,19 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
                         help="dfpir_reference: DFPIR with the release's step-by-step DGCPM "
                              "(expand, reorder, reduce) instead of the fused one")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    parser.add_argument("--size", type=int, default=128)
-    parser.add_argument("--batch", type=int, default=2)
+    parser.add_argument("--size", type=int_in(1), default=128)
+    parser.add_argument("--batch", type=int_in(1), default=2)
     parser.add_argument("--bf16", action="store_true", help="bf16 autocast")
     parser.add_argument("--channels-last", action="store_true")
     parser.add_argument("--compile", action="store_true", help="torch.compile the model")
-    parser.add_argument("--warmup", type=int, default=2)
-    parser.add_argument("--iters", type=int, default=5)
+    parser.add_argument("--warmup", type=int_in(0), default=2)
+    parser.add_argument("--iters", type=int_in(1), default=5)
     parser.add_argument("--min-seconds", type=float, default=0.0,
                         help="time each measurement for at least this long")
     parser.add_argument("--forward-only", action="store_true")
     parser.add_argument("--flops-only", action="store_true", help="parameters and FLOPs only")
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    parser.add_argument("--repeats", type=int, default=2,
+    parser.add_argument("--threads", type=int_in(1), default=None, help="torch CPU threads")
+    parser.add_argument("--repeats", type=int_in(1), default=2,
                         help="time the models in turn this many times, keep each one's best")
     parser.add_argument("--release-memory", action="store_true",
                         help="CPU: leave glibc's default of returning freed memory to the OS")

@@ -20,6 +20,7 @@ __all__ = [
     "add_config",
     "add_device",
     "add_override_arch",
+    "int_in",
     "run_cli",
     "setup_cli_logging",
 ]
@@ -61,6 +62,22 @@ def add_override_arch(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--override-arch", action="store_true",
                         help="build the architecture the YAML/--set model.* keys describe even "
                              "where the checkpoint stores another (the weights must still fit)")
+
+
+def int_in(low: int, high: int | None = None) -> Callable[[str], int]:
+    """An argparse ``type`` for a whole number in ``[low, high]``: a bad value is argparse's
+    ``error: argument --flag: ...`` (exit 2) before any work, never a silent default."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        if value < low or (high is not None and value > high):
+            span = f">= {low}" if high is None else f"in [{low}, {high}]"
+            raise argparse.ArgumentTypeError(f"expected a whole number {span}, got {value}")
+        return value
+
+    return parse
 
 
 class _StderrHandler(logging.StreamHandler):

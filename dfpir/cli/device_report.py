@@ -16,6 +16,7 @@ from pathlib import Path
 
 from ..device import resolve_device
 from ..errors import ConfigError
+from ..outputs import check_output_place
 from ..perf.device_report import SECTIONS, ReportSettings, run_report
 from .common import add_device, run_cli
 
@@ -58,6 +59,7 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--workers {args.workers}: expected 0 or more")
     if not 0 < args.time_scale <= 100:
         raise ConfigError(f"--time-scale {args.time_scale}: expected a number in (0, 100]")
+    check_output_place(args.out, "dir", "--out")
     device = str(resolve_device(args.device))
     settings = ReportSettings.for_quick(device) if args.quick else ReportSettings(device=device)
     if args.train_iters is not None:

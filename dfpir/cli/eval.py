@@ -12,13 +12,13 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ..blind.cli import add_eval_arguments
-from ..errors import ResultsError
 from ..eval.blind import blind_markdown
 from ..eval.evaluate import evaluate
 from ..eval.report import write_report
 from ..eval.tables import PAPER_LAYOUTS
 from ..loading import load_experiment
-from .common import add_amp, add_ckpt, add_config, add_device, add_override_arch, run_cli
+from ..outputs import check_output_place
+from .common import add_amp, add_ckpt, add_config, add_device, add_override_arch, int_in, run_cli
 
 __all__ = ["build_parser", "cli_overrides", "main", "run"]
 
@@ -35,15 +35,15 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     add_ckpt(parser)
     add_override_arch(parser)
     parser.add_argument("--out", help="results folder (default: results/eval_<ckpt name>)")
-    parser.add_argument("--tile", type=int, help="tile size for memory-bounded inference "
+    parser.add_argument("--tile", type=int_in(0), help="tile size for memory-bounded inference "
                         "(0 = whole image, the protocol)")
-    parser.add_argument("--tile-overlap", type=int, help="overlap between tiles in pixels")
+    parser.add_argument("--tile-overlap", type=int_in(0), help="overlap between tiles in pixels")
     parser.add_argument("--save-images", action="store_true", help="also write restored images")
     parser.add_argument("--quantize", action="store_true",
                         help="round outputs to uint8 before the metrics (as saved images)")
     add_device(parser)
     add_amp(parser)
-    parser.add_argument("--max-images", type=int, default=None,
+    parser.add_argument("--max-images", type=int_in(1), default=None,
                         help="evaluate only the first N images of each test set")
     parser.add_argument("--paper-table", default="auto",
                         choices=["auto", "none", *PAPER_LAYOUTS],
@@ -77,8 +77,7 @@ def cli_overrides(args: argparse.Namespace) -> list[str]:
 def run(args: argparse.Namespace) -> int:
     """Evaluate and write the results folder; returns the exit status."""
     out = Path(args.out or Path("results") / f"eval_{Path(args.ckpt).stem}")
-    if out.exists() and not out.is_dir():
-        raise ResultsError(f"--out {out} is an existing file; expected a results folder")
+    check_output_place(out, "dir", "--out")
     overrides = cli_overrides(args)
     loaded = load_experiment(args.ckpt, args.config, overrides,
                              override_arch=args.override_arch)

@@ -16,6 +16,7 @@ from pathlib import Path
 from ..config import ConfigError
 from ..loading import load_experiment, stored_model_config
 from ..models.checkpoint import CheckpointError, read_checkpoint
+from ..outputs import check_output_place
 from ..restore.onnx_export import export_onnx, export_safetensors, task_model_from_checkpoint
 from ..train import export_weights
 from .common import add_ckpt, add_config, run_cli
@@ -51,6 +52,7 @@ def run(args: argparse.Namespace) -> int:
     if not args.out:
         raise ConfigError("give --out FOLDER, or --task NAME with --onnx FILE and/or "
                           "--safetensors FILE")
+    check_output_place(args.out, "dir", "--out")
     ckpt = read_checkpoint(args.ckpt)
     if stored_model_config(ckpt) is None:
         raise CheckpointError(f"{args.ckpt} holds no config: not written by scripts/train.py")

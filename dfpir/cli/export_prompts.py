@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
+from ..outputs import check_output_place
 from ..prompts import PromptConfig, PromptError, all_sentences, build_encoder, save_prompt_table
 from .common import run_cli
 
@@ -37,6 +38,7 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     """Embed every prompt sentence and save the table."""
+    check_output_place(args.out, "file", "--out")
     encoder = build_encoder(PromptConfig(encoder=args.encoder, clip_weights=args.clip_weights,
                                          clip_precision=args.precision,
                                          clip_device=args.device))

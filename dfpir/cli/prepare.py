@@ -30,6 +30,7 @@ from ..data import (
 )
 from ..data.config import DataConfig
 from ..errors import ConfigError
+from ..outputs import check_output_place
 from .common import run_cli
 
 __all__ = ["PRESETS", "build_parser", "load_data_config", "main", "run"]
@@ -84,6 +85,8 @@ def run(args: argparse.Namespace) -> int:
     if args.data_root is not None:
         overrides.append(f"data.data_root={json.dumps(args.data_root)}")
     cfg = load_data_config(args.config, args.preset, overrides)
+    if args.cache:
+        check_output_place(args.cache, "dir", "--cache")
     if args.check:
         report = check_data(cfg, decode=args.decode)
         print(report.format())

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ..eval.tables import load_run, table3_report
+from ..outputs import check_output_place
 from .common import run_cli
 
 __all__ = ["build_parser", "main", "run"]
@@ -30,6 +31,8 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     """Print (and optionally write) Table 3."""
+    if args.out:
+        check_output_place(args.out, "file", "--out")
     runs = [load_run(folder) for folder in args.runs]
     text = table3_report(runs)
     print(text, end="")

@@ -17,6 +17,7 @@ from ..config import ConfigError
 from ..data import DataError
 from ..data.tasks import TASKS
 from ..loading import load_experiment
+from ..outputs import check_output_place
 from ..prompts import PromptError, get_degradation
 from ..restore import (
     collect_inputs,
@@ -85,7 +86,8 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("give --ckpt CHECKPOINT (or --onnx FILE, a per-task export)")
     inputs = collect_inputs(args.input)
     single = Path(args.input).is_file()
-    outputs = output_paths(inputs, Path(args.out), single)
+    outputs = output_paths(inputs, Path(args.out), single, compare=args.side_by_side)
+    check_output_place(outputs[0] if single else args.out, "file" if single else "dir", "--out")
     clashes = [str(p) for p, q in zip(inputs, outputs, strict=True)
                if q.exists() and q.resolve() == p.resolve()]
     if clashes:

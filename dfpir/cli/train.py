@@ -23,7 +23,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ..config import ConfigError, load_config
+from ..outputs import check_output_place
 from ..train import StopNow, TrainingInterrupted, stored_config, train
+from ..train.rundir import finished_stages
 from .common import add_config, add_device, run_cli
 
 __all__ = ["build_parser", "main", "run"]
@@ -60,6 +62,13 @@ def run(args: argparse.Namespace) -> int:
     cfg = (load_config(args.config, overrides) if args.config
            else stored_config(args.run_dir, overrides))
     run_dir = Path(args.run_dir or Path(cfg.output_dir) / cfg.name)
+    check_output_place(run_dir, "dir", "--run-dir" if args.run_dir else "output_dir/name")
+    done = finished_stages(run_dir) if resume else None
+    if done is not None and done >= len(cfg.train.stages):
+        print(f"the run in {run_dir} had finished (all {done} stage(s), final results in "
+              f"{run_dir / 'final_results.md'}): nothing to resume. To train again, start a "
+              "new run (another --run-dir, or --overwrite)")
+        return 0
     print(f"run folder: {run_dir}", flush=True)  # where to look, before the long part
     try:
         train(cfg, run_dir, resume=resume, overwrite=args.overwrite,

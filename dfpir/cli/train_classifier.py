@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Sequence
-from pathlib import Path
 
 from ..blind.classifier import ClassifierError, train_classifier
 from ..config import ConfigError, load_config
 from ..models.checkpoint import detect_layout, read_checkpoint
+from ..outputs import check_output_place
 from ..train.checkpointing import atomic_save
 from .common import add_config, run_cli
 
@@ -46,8 +46,8 @@ def run(args: argparse.Namespace) -> int:
         if detect_layout(ckpt)[0] == "state_dict":
             raise ClassifierError(f"{args.ckpt} is a bare state dict, which has no room for a "
                                   "classifier; write it beside with --out FILE")
-    if args.out is not None and Path(args.out).is_dir():
-        raise ConfigError(f"--out {args.out} is a folder; expected a file name")
+    if args.out is not None:
+        check_output_place(args.out, "file", "--out")
     classifier = train_classifier(cfg)
     state = classifier.to_state()
     if args.out is not None:

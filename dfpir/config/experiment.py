@@ -23,7 +23,7 @@ from ..data.config import DataConfig, data_config_from_dict
 from ..errors import ConfigError
 from ..models import DFPIRConfig
 from ..prompts import PromptConfig
-from ..schema import build_dataclass, convert
+from ..schema import build_dataclass, check_plain_name, convert
 from .classifier import ClassifierConfig
 
 __all__ = [
@@ -77,6 +77,7 @@ class StageConfig:
 
     def __post_init__(self) -> None:
         # messages start with the field's name: the loader then names the key and its source
+        check_plain_name("name", self.name)
         if self.epochs < 0:
             raise ValueError(f"epochs must be >= 0, got {self.epochs}")
         if not (self.lr > 0 and math.isfinite(self.lr)):
@@ -205,6 +206,7 @@ class ExperimentConfig:
     classifier: ClassifierConfig = field(default_factory=ClassifierConfig)  # ours, off by default
 
     def __post_init__(self) -> None:
+        check_plain_name("name", self.name)
         if self.seed < 0:
             raise ValueError(f"seed must be >= 0, got {self.seed}")
 
@@ -253,7 +255,10 @@ def _read_yaml(path: Path) -> dict:
     if not path.is_file():
         raise ConfigError(f"config file {path} does not exist")
     try:
-        data = parse_yaml(path.read_text())
+        data = parse_yaml(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"config file {path} is not UTF-8 text ({err.reason} at byte "
+                          f"{err.start}); save it as UTF-8") from None
     except yaml.YAMLError as err:
         raise ConfigError(f"config file {path} is not valid YAML: {err}") from err
     if data is None:

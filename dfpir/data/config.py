@@ -152,6 +152,9 @@ class BuiltinConfig:
     test_max_side: int = 0  # shrink test images so the longer side is at most this (0 = keep)
 
     def __post_init__(self) -> None:
+        if self.enabled and not self.tasks:
+            raise ValueError("tasks must name at least one task when the built-in data is "
+                             f"enabled; valid names: {', '.join(TASKS)}")
         if self.repeat < 1:
             raise ValueError(f"repeat must be positive, got {self.repeat}")
         for task, repeat in self.task_repeat.items():

@@ -14,11 +14,13 @@ import struct
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import ImageReadError
 
 logger = logging.getLogger(__name__)
+
+_EXIF_ORIENTATION = 0x0112  # the TIFF/EXIF Orientation tag
 
 IMAGE_EXTENSIONS: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 _TIFF_EXTENSIONS = (".tif", ".tiff")
@@ -68,6 +70,10 @@ def is_image_file(path: str | Path) -> bool:
 def _read_with_pillow(path: Path) -> np.ndarray:
     with Image.open(path) as image:
         image.load()
+        orientation = image.getexif().get(_EXIF_ORIENTATION, 1)
+        if orientation not in (1, None):  # as viewers show it: a phone's portrait stays upright
+            image = ImageOps.exif_transpose(image)
+            logger.info("%s: EXIF orientation %s applied on read", path.name, orientation)
         mode = image.mode
         if mode == "P":
             image = image.convert("RGBA" if "transparency" in image.info else "RGB")
@@ -105,7 +111,10 @@ def read_image_raw(path: str | Path) -> np.ndarray:
     """
     path = Path(path)
     if not path.is_file():
-        raise ImageReadError(f"image file not found: {path}")
+        if not path.exists():
+            raise ImageReadError(f"image file not found: {path}")
+        kind = "a folder" if path.is_dir() else "not a regular file (FIFO, device...)"
+        raise ImageReadError(f"{path} is {kind}; expected an image file")
     try:
         header = png_header(path)
         if header is not None and header["bit_depth"] == 16:

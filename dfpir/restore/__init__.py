@@ -13,6 +13,7 @@ from .files import (
     restore_files,
     restore_paths,
     side_by_side,
+    unique_path,
 )
 from .inference import (
     blend_window,
@@ -34,4 +35,5 @@ __all__ = [
     "restore_paths",
     "side_by_side",
     "tile_starts",
+    "unique_path",
 ]

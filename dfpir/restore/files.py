@@ -39,6 +39,7 @@ __all__ = [
     "collect_inputs",
     "finish_image",
     "output_paths",
+    "unique_path",
     "prepare_image",
     "prompt_embedding",
     "restore_files",
@@ -162,10 +163,32 @@ def collect_inputs(path: str | os.PathLike) -> list[Path]:
     raise DataError(f"input {path} does not exist")
 
 
-def output_paths(inputs: Sequence[Path], out: Path, single_file: bool) -> list[Path]:
+def unique_path(path: Path, taken: set[Path], companions: Sequence[str] = ()) -> Path:
+    """``path``, or ``<stem>_2.png``, ``<stem>_3.png``... : the first name that, with its
+    ``<stem><companion>.png`` files, is not in ``taken`` (case-insensitively, for case-folding
+    file systems). Reserves the names in ``taken``: one policy for every writer of results, so
+    two results never share a file."""
+    def names(p: Path) -> list[Path]:
+        return [p] + [p.with_name(f"{p.stem}{c}{p.suffix}") for c in companions]
+
+    def folded(p: Path) -> Path:
+        return Path(str(p).lower())
+
+    candidate, n = path, 1
+    while any(folded(q) in taken for q in names(candidate)):
+        n += 1
+        candidate = path.with_name(f"{path.stem}_{n}{path.suffix}")
+    taken.update(folded(q) for q in names(candidate))
+    return candidate
+
+
+def output_paths(inputs: Sequence[Path], out: Path, single_file: bool,
+                 compare: bool = False) -> list[Path]:
     """Where each restored image goes: ``out/<stem>.png`` (``<stem>_<ext>.png`` when two inputs
-    share a stem); a single input may name the output file itself (``--out result.png``).
-    Raises ``DataError`` before any work for an output that cannot be written as asked."""
+    share a stem; ``_2``, ``_3``... appended when a name, or with ``compare`` its
+    ``_side_by_side.png``, is still taken), so no result overwrites another; a single input may
+    name the output file itself (``--out result.png``). Raises ``DataError`` before any work for
+    an output that cannot be written as asked."""
     suffix = out.suffix.lower()
     if single_file and suffix == ".png":
         if out.is_dir():
@@ -180,8 +203,11 @@ def output_paths(inputs: Sequence[Path], out: Path, single_file: bool) -> list[P
     if out.exists() and not out.is_dir():
         raise DataError(f"--out {out} is an existing file; expected an output folder")
     stems = [p.stem for p in inputs]
-    return [out / (f"{p.stem}_{p.suffix.lstrip('.').lower()}.png" if stems.count(p.stem) > 1
-                   else f"{p.stem}.png") for p in inputs]
+    taken: set[Path] = set()
+    companions = ("_side_by_side",) if compare else ()
+    return [unique_path(out / (f"{p.stem}_{p.suffix.lstrip('.').lower()}.png"
+                               if stems.count(p.stem) > 1 else f"{p.stem}.png"),
+                        taken, companions) for p in inputs]
 
 
 @dataclass

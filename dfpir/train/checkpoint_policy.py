@@ -14,6 +14,7 @@ from ..models.orders import order_record
 from .checkpointing import atomic_save, rng_state
 from .errors import NonFiniteLossError
 from .losses import compute_loss
+from .rundir import drop_set_aside
 
 
 class TrainerCheckpoints:
@@ -58,6 +59,9 @@ class TrainerCheckpoints:
             atomic_save(state, self.ckpt_dir / f"{name}.pt")
             if name == "latest":
                 self._latest_step = self.progress.global_step
+        if getattr(self, "_aside", False):  # --overwrite: the new run has a checkpoint now
+            drop_set_aside(self.run_dir)
+            self._aside = False
 
     @torch.no_grad()
     def _loss_after_step(self) -> float | None:

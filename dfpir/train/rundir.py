@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime
 import json
 import os
+import re
 import socket
 import tempfile
 from pathlib import Path
@@ -138,13 +139,13 @@ class RunLock:
 
 # ------------------------------------------------------------------ the files the trainer owns
 
-#: Glob patterns, relative to the run directory, of everything a training writes there.
+#: Glob patterns, relative to the run directory, of everything a training writes there, but
+#: its checkpoints (named by ``checkpoint_names``: a user's own ``checkpoints/*.pt`` is kept).
 OWNED_FILES = (
     "config.yaml",
     CHANGES_NAME,
     "final_results.md",
     "comparison.png",
-    "checkpoints/*.pt",
     "checkpoints/.*.tmp",
     "tensorboard/events.out.tfevents.*",
     "export/release_layout.pth",
@@ -153,16 +154,79 @@ OWNED_FILES = (
 )
 
 
+def checkpoint_names(run_dir: Path) -> re.Pattern[str]:
+    """The names the trainer gives its checkpoints: ``latest.pt``, ``best.pt``,
+    ``stage<N>_epoch<NNNN>.pt`` and ``stage<N>_<stage name>.pt`` for the stages of the run's
+    stored ``config.yaml`` (when it can be read)."""
+    names = ["latest", "best", r"stage\d+_epoch\d{4}"]
+    try:
+        stored = yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8"))
+        stages = stored["train"]["stages"]
+        names += [re.escape(f"stage{i + 1}_{stage['name']}") for i, stage in enumerate(stages)]
+    except (OSError, UnicodeDecodeError, yaml.YAMLError, KeyError, TypeError):
+        pass
+    return re.compile(rf"(?:{'|'.join(names)})\.pt")
+
+
 def clear_owned_files(run_dir: Path) -> list[Path]:
     """Delete the files a previous training wrote in ``run_dir`` (for ``--overwrite``); files
     the trainer does not write are left alone. Returns what was deleted."""
-    removed = []
+    found = owned_files(run_dir)
+    for path in found:
+        path.unlink()
+    return found
+
+
+def owned_files(run_dir: Path) -> list[Path]:
+    """The files in ``run_dir`` a training wrote: ``OWNED_FILES`` and its checkpoints."""
+    ours = checkpoint_names(run_dir)
+    found = [p for p in sorted(run_dir.glob("checkpoints/*.pt")) if ours.fullmatch(p.name)]
     for pattern in OWNED_FILES:
-        for path in sorted(run_dir.glob(pattern)):
-            if path.is_file():
-                path.unlink()
-                removed.append(path)
-    return removed
+        found += sorted(run_dir.glob(pattern))
+    return [p for p in found if p.is_file()]
+
+
+ASIDE_NAME = ".overwritten"
+
+
+def set_aside_owned_files(run_dir: Path) -> list[Path]:
+    """``--overwrite``: move the previous run's own files into ``run_dir/.overwritten`` (paths
+    kept) instead of deleting them, so a new run that fails before its first checkpoint can
+    put them back (``restore_set_aside``). Files left there by an earlier attempt that never
+    reached a checkpoint are the older run: they are kept, and that attempt's files deleted.
+    Returns the files moved or deleted."""
+    aside = run_dir / ASIDE_NAME
+    if aside.is_dir():
+        return clear_owned_files(run_dir)
+    found = owned_files(run_dir)
+    for path in found:
+        target = aside / path.relative_to(run_dir)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(path, target)
+    return found
+
+
+def restore_set_aside(run_dir: Path) -> list[Path]:
+    """Put the files ``set_aside_owned_files`` moved back in place (the new run wrote no
+    checkpoint: the previous run is worth more than its few files). Returns them."""
+    aside = run_dir / ASIDE_NAME
+    back = []
+    for path in sorted(p for p in aside.rglob("*") if p.is_file()):
+        target = run_dir / path.relative_to(aside)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(path, target)
+        back.append(target)
+    drop_set_aside(run_dir)
+    return back
+
+
+def drop_set_aside(run_dir: Path) -> None:
+    """Delete the previous run's files once the new run has its first checkpoint."""
+    aside = run_dir / ASIDE_NAME
+    if aside.is_dir():
+        for path in sorted(aside.rglob("*"), reverse=True):
+            path.unlink() if not path.is_dir() else path.rmdir()
+        aside.rmdir()
 
 
 def remove_stale_temporaries(run_dir: Path) -> list[Path]:
@@ -174,6 +238,21 @@ def remove_stale_temporaries(run_dir: Path) -> list[Path]:
             path.unlink(missing_ok=True)
             removed.append(path)
     return removed
+
+
+def finished_stages(run_dir: Path) -> int | None:
+    """How many stages the run's ``checkpoints/latest.pt`` has completed (its stored progress),
+    or ``None`` when there is no readable one; ``--resume`` of a run that has done all its
+    stages has nothing to do."""
+    from ..models.checkpoint import CheckpointError, read_checkpoint
+
+    latest = run_dir / "checkpoints" / "latest.pt"
+    if not latest.is_file():
+        return None
+    try:
+        return int(read_checkpoint(latest)["progress"]["stage"])
+    except (CheckpointError, KeyError, TypeError, ValueError):
+        return None
 
 
 # ------------------------------------------------------------------ resume: config changes

@@ -30,11 +30,11 @@ from ..prompts import DEGRADATIONS, PromptBank, build_encoder
 from .checkpointing import load_training_state, set_rng_state
 from .errors import RunDirError
 from .rundir import (
-    clear_owned_files,
     config_changes,
     record_changes,
     refuse_changes,
     remove_stale_temporaries,
+    set_aside_owned_files,
 )
 from .world_resume import resume_on_world
 
@@ -164,9 +164,8 @@ class TrainerSetup:
 
         # every check passed: from here on the run directory is written
         if self.ctx.is_main:
-            if overwrite:
-                for path in clear_owned_files(self.run_dir):
-                    logger.info("--overwrite: removed %s", path)
+            if overwrite:  # set aside until the first checkpoint, put back if none comes
+                self._aside = bool(set_aside_owned_files(self.run_dir))
             remove_stale_temporaries(self.run_dir)
             from torch.utils.tensorboard import SummaryWriter
 

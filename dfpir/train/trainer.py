@@ -20,7 +20,7 @@ from .checkpointing import atomic_save, export_weights, load_training_state
 from .distributed import DistContext, peer_failure, setup, teardown
 from .errors import PeerFailedError, RunDirError, TrainingInterrupted
 from .progress import StageProgress
-from .rundir import RunLock
+from .rundir import RunLock, restore_set_aside
 from .sampler import EpochSampler
 from .scheduling import TrainerScheduling
 from .setting_up import (  # process_batch_size: re-exported
@@ -98,6 +98,10 @@ class Trainer(TrainerSetup, TrainerScheduling, TrainerStepping, TrainerCheckpoin
         if self.writer:
             self.writer.close()
             self.writer = None
+        if getattr(self, "_aside", False):  # --overwrite, and no checkpoint was written
+            for path in restore_set_aside(self.run_dir):
+                logger.warning("--overwrite: the new run wrote no checkpoint; put back %s", path)
+            self._aside = False
         self.lock.release()
 
     def _log_batch(self, stage: StageConfig) -> None:

@@ -1,0 +1,97 @@
+"""Issue 22, class 2: ``--overwrite`` deletes only the files a training wrote."""
+
+from __future__ import annotations
+
+import yaml
+
+from dfpir.train.rundir import clear_owned_files
+
+
+def test_overwrite_spares_a_users_checkpoint_and_notes(tmp_path):
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    stages = [{"name": "warmup"}, {"name": "main"}]
+    (run / "config.yaml").write_text(yaml.safe_dump({"train": {"stages": stages}}))
+    ours = ["latest.pt", "best.pt", "stage1_epoch0002.pt", "stage1_warmup.pt", "stage2_main.pt"]
+    mine = ["my_backup.pt", "stage3_main.pt", "latest.pt.bak", "stage1_epoch2.pt"]
+    for name in ours + mine:
+        (run / "checkpoints" / name).write_bytes(b"x")
+    (run / "notes.txt").write_text("mine")
+    removed = clear_owned_files(run)
+    assert sorted(p.name for p in removed) == sorted(ours + ["config.yaml"])
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == sorted(mine)
+    assert (run / "notes.txt").read_text() == "mine"
+
+
+def test_overwrite_without_a_readable_config_keeps_named_stage_checkpoints(tmp_path):
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "config.yaml").write_bytes(b"\xff\xfe not yaml")
+    for name in ("latest.pt", "stage1_warmup.pt"):
+        (run / "checkpoints" / name).write_bytes(b"x")
+    clear_owned_files(run)
+    assert [p.name for p in (run / "checkpoints").iterdir()] == ["stage1_warmup.pt"]
+
+
+def test_a_run_name_is_a_name_not_a_path(tmp_path, capsys):
+    """Issue 22, class 5: ``--set name=../../x`` would write the run outside output_dir."""
+    from dfpir.cli import main as dfpir
+
+    for bad in ("../../x", "a/b", ".."):
+        code = dfpir(["train", "--config", "configs/demo.yaml", "--set",
+                      f"output_dir={tmp_path / 'runs'}", "--set", f"name={bad}"])
+        assert code == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error:") and "plain name" in err and "--set" in err, err
+        assert "Traceback" not in err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_overwrite_that_fails_before_a_checkpoint_puts_the_old_run_back(tmp_path, monkeypatch):
+    """A finished run under ``--overwrite`` is only set aside: a new run that dies at its
+    first batch (a corrupt image, say) leaves the old run as it was; the user's file stays."""
+    import pytest
+    from test_train import tiny_cfg
+
+    from dfpir.train import Trainer
+
+    run_dir = tmp_path / "run"
+    Trainer(tiny_cfg("train.val_every=0"), run_dir).run()
+    (run_dir / "checkpoints" / "my_backup.pt").write_bytes(b"mine")
+    before = {p.relative_to(run_dir): p.read_bytes()
+              for p in run_dir.rglob("*") if p.is_file() and "tensorboard" not in p.parts}
+
+    def broken(*_args, **_kwargs):
+        raise OSError("image file is truncated")
+
+    trainer = Trainer(tiny_cfg("train.val_every=0"), run_dir, overwrite=True)
+    assert not (run_dir / "checkpoints" / "latest.pt").exists()
+    monkeypatch.setattr(trainer, "_run_stage", broken)
+    with pytest.raises(OSError, match="truncated"):
+        trainer.run()
+    after = {p.relative_to(run_dir): p.read_bytes()
+             for p in run_dir.rglob("*") if p.is_file() and "tensorboard" not in p.parts}
+    assert after == before
+
+    # and once the new run has its first checkpoint, the old one's files are gone
+    trainer = Trainer(tiny_cfg("train.val_every=0"), run_dir, overwrite=True)
+    trainer.save("latest")
+    trainer.close()
+    assert not (run_dir / ".overwritten").exists()
+    assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["latest.pt",
+                                                                           "my_backup.pt"]
+
+
+def test_resume_of_a_finished_run_says_so_and_does_nothing(tmp_path, capsys):
+    from test_train import tiny_cfg
+
+    from dfpir.cli import main as dfpir
+    from dfpir.train import Trainer
+
+    run_dir = tmp_path / "run"
+    Trainer(tiny_cfg("train.val_every=0"), run_dir).run()
+    files = {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in run_dir.rglob("*") if p.is_file()}
+    assert dfpir(["train", "--resume", "--run-dir", str(run_dir)]) == 0
+    assert "had finished" in capsys.readouterr().out
+    assert {p: (p.stat().st_mtime_ns, p.read_bytes())
+            for p in run_dir.rglob("*") if p.is_file()} == files
