@@ -127,7 +127,7 @@ def test_run_trains_stores_and_reports_the_classifier(run_dir):
 def test_restore_auto_every_format_sure_and_unsure(run_dir, tmp_path, capsys):
     ckpt = run_dir / "checkpoints" / "latest.pt"
     photos = tmp_path / "in"
-    dark = (load_builtin_image("coffee", 96)[:48, :64] * 0.25).astype(np.uint8)
+    dark = (load_builtin_image("coffee", 96)[:48, :64] * 0.15).astype(np.uint8)
     write_image(photos / "rgb.png", dark)
     write_image(photos / "grey16.png", (dark.mean(axis=2) * 257).astype(np.uint16))
     write_image(photos / "rgba.png", np.dstack([dark, np.full(dark.shape[:2], 200, np.uint8)]))
@@ -169,7 +169,7 @@ def test_restore_auto_leaves_a_clean_photo_as_it_is(run_dir, tmp_path, capsys):
     photos = tmp_path / "in"
     coffee = load_builtin_image("coffee", 96)
     write_image(photos / "clean.png", coffee)
-    write_image(photos / "dark.png", (coffee * 0.25).astype(np.uint8))
+    write_image(photos / "dark.png", (coffee * 0.15).astype(np.uint8))
     out = tmp_path / "out"
     assert restore_main(["--ckpt", str(ckpt), "-i", str(photos), "-o", str(out),
                          "-d", "auto", "--no-progress"]) == 0
@@ -321,7 +321,7 @@ def test_restore_auto_goes_on_past_a_1x1_image(run_dir, tmp_path, capsys):
     photos = tmp_path / "in"
     write_image(photos / "a_tiny.png", np.full((1, 1, 3), 80, np.uint8))
     write_image(photos / "b_black.png", np.zeros((40, 40, 3), np.uint8))
-    write_image(photos / "c_good.png", (load_builtin_image("coffee", 96)[:48, :64] * 0.25
+    write_image(photos / "c_good.png", (load_builtin_image("coffee", 96)[:48, :64] * 0.15
                                         ).astype(np.uint8))
     out = tmp_path / "out"
     assert restore_main(["--ckpt", str(ckpt), "-i", str(photos), "-o", str(out),
