@@ -180,6 +180,24 @@ def test_restore_auto_leaves_a_clean_photo_as_it_is(run_dir, tmp_path, capsys):
     assert "restored 1 of 2" in printed and "1 left as they are" in printed
 
 
+def test_a_clean_top_guess_is_left_as_it_is_in_every_mode():
+    clf = always_classifier("clean", ["derain", "dehaze", "clean"])
+    sure = clf.predict(_smooth())
+    assert sure.label == "clean" and not sure.unsure
+    for mode in ("stop", "restore"):
+        choice = choose_degradation(sure, mode)
+        assert choice.degradation is None and choice.clean
+        assert choice.message.startswith("looks clean: left as it is (p=1.00")
+    with torch.no_grad():  # p(clean) = e / (e + 2) = 0.58, below the threshold 0.6
+        clf.net[-1].bias.copy_(torch.tensor([0.0, 0.0, 1.0]))
+    unsure = clf.predict(_smooth())
+    assert unsure.label == "clean" and unsure.unsure
+    guessed = choose_degradation(unsure, "restore")
+    assert guessed.degradation is None and guessed.clean and "left as it is" in guessed.message
+    stopped = choose_degradation(unsure)
+    assert stopped.degradation is None and not stopped.clean and "not restored" in stopped.message
+
+
 def test_old_classifier_state_without_clean_still_loads_and_restores(run_dir, tmp_path, capsys):
     """A state written before the clean class (version 1: no clean_class key, if_unsure
     "restore", the old default) loads with its own classes and today's if_unsure default."""
