@@ -17,6 +17,20 @@ def tiny_config(**overrides) -> DFPIRConfig:
     return DFPIRConfig(**base)
 
 
+def always_classifier(label: str, classes: list[str]):
+    """A blind degradation classifier whose every answer is ``label`` (p ~ 1): its last layer
+    is a bias."""
+    from dfpir.blind import ClassifierConfig, DegradationClassifier
+
+    clf = DegradationClassifier(classes, ClassifierConfig())
+    last = clf.net[-1]
+    with torch.no_grad():
+        last.weight.zero_()
+        last.bias.fill_(-20.0)
+        last.bias[classes.index(label)] = 20.0
+    return clf.eval()
+
+
 @pytest.fixture
 def tiny() -> DFPIRConfig:
     return tiny_config()

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import tiny_config
+from conftest import always_classifier, tiny_config
 
 from dfpir.app.server import (
     AUTO,
@@ -63,7 +63,8 @@ def test_auto_is_offered_with_a_stored_classifier(tmp_path):
 
     cfg = load_config(Path(__file__).parents[1] / "configs" / "demo.yaml",
                       ["data.builtin.tasks=[derain, dehaze]", "classifier.samples_per_task=16",
-                       "classifier.steps=30", "classifier.max_crops=2"])
+                       "classifier.steps=30", "classifier.max_crops=2",
+                       "classifier.clean_class=false", "classifier.if_unsure=restore"])
     ckpt = save_tiny(tmp_path / "tiny.pt")
     raw = torch.load(ckpt)
     raw["classifier"] = train_classifier(cfg).to_state()
@@ -73,6 +74,26 @@ def test_auto_is_offered_with_a_stored_classifier(tmp_path):
     result = restore_image(bundle, photo(40, 48), AUTO)
     assert result.degradation in ("derain", "dehaze") and result.output.shape == (40, 48, 3)
     assert any(note.startswith("auto: ") for note in result.notes)
+
+
+def test_auto_leaves_a_clean_looking_upload_as_it_is(tmp_path):
+    """Issue 22: an upload the classifier finds clean is not restored, nothing is written for
+    it, and its message says so; an unsure one is left as it is too (the default)."""
+    ckpt = save_tiny(tmp_path / "tiny.pt")
+    raw = torch.load(ckpt)
+    raw["classifier"] = always_classifier("clean", ["derain", "dehaze", "clean"]).to_state()
+    torch.save(raw, ckpt)
+    bundle = load_bundle(ckpt, device="cpu")
+    write_image(tmp_path / "in" / "a.png", photo(40, 48))
+    results, written, messages = restore_uploads(bundle, [tmp_path / "in" / "a.png"], AUTO,
+                                                 tmp_path / "out")
+    assert results == [] and written == [] and not any((tmp_path / "out").glob("*"))
+    assert messages == [messages[0]] and "a.png**: auto: looks clean: left as it is" in messages[0]
+    with torch.no_grad():  # now every class has p = 1/3, below the threshold (0.6)
+        bundle.classifier.net[-1].bias.zero_()
+    _, written, messages = restore_uploads(bundle, [tmp_path / "in" / "a.png"], AUTO,
+                                           tmp_path / "out")
+    assert written == [] and "unsure" in messages[0] and "not restored" in messages[0]
 
 
 def test_restore_uploads_keeps_formats_and_reports_bad_files(tmp_path):

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import always_classifier
 
 from dfpir.blind import (
     ClassifierConfig,
@@ -81,6 +82,8 @@ def test_noise_statistics_grow_with_sigma_and_ignore_brightness_scaling():
 
 def test_off_by_default_and_bad_settings_are_config_errors():
     assert ExperimentConfig().classifier.enabled is False
+    # issue 22: new classifiers learn "clean"; unsure images are left as they are by default
+    assert ClassifierConfig().clean_class is True and ClassifierConfig().if_unsure == "stop"
     with pytest.raises(ValueError, match="if_unsure"):
         ClassifierConfig(if_unsure="maybe")
     with pytest.raises(ValueError, match="threshold"):
@@ -95,6 +98,7 @@ def test_unsure_choice_names_top_two_and_follows_the_mode():
     restore = choose_degradation(prediction, "restore")
     stop = choose_degradation(prediction, "stop")
     assert restore.degradation == prediction.label and stop.degradation is None
+    assert choose_degradation(prediction).degradation is None  # the default: left as it is
     for choice in (restore, stop):
         assert prediction.label in choice.message and prediction.runner_up in choice.message
         assert "unsure" in choice.message
@@ -107,7 +111,7 @@ def test_run_trains_stores_and_reports_the_classifier(run_dir):
     for name in ("stage1_a.pt", "best.pt"):
         assert "classifier" in read_checkpoint(run_dir / "checkpoints" / name)
     clf = classifier_from_checkpoint(ckpt)
-    assert clf.classes == ["denoise_50", "lowlight"] and clf.config.crop == 32
+    assert clf.classes == ["denoise_50", "lowlight", "clean"] and clf.config.crop == 32
     table = (run_dir / "final_results.md").read_text()
     assert "classifier accuracy" in table and "blind PSNR" in table
     cfg = load_config(ROOT / "configs" / "demo.yaml", TINY)
@@ -123,7 +127,7 @@ def test_run_trains_stores_and_reports_the_classifier(run_dir):
 def test_restore_auto_every_format_sure_and_unsure(run_dir, tmp_path, capsys):
     ckpt = run_dir / "checkpoints" / "latest.pt"
     photos = tmp_path / "in"
-    dark = (load_builtin_image("coffee", 96)[:48, :64] * 0.25).astype(np.uint8)
+    dark = (load_builtin_image("coffee", 96)[:48, :64] * 0.15).astype(np.uint8)
     write_image(photos / "rgb.png", dark)
     write_image(photos / "grey16.png", (dark.mean(axis=2) * 257).astype(np.uint16))
     write_image(photos / "rgba.png", np.dstack([dark, np.full(dark.shape[:2], 200, np.uint8)]))
@@ -146,9 +150,97 @@ def test_restore_auto_every_format_sure_and_unsure(run_dir, tmp_path, capsys):
     assert not stop.exists() or not any(stop.iterdir())
     again = tmp_path / "again"
     assert restore_main(["--ckpt", str(ckpt), "-i", str(photos / "rgb.png"), "-o",
-                         str(again), "-d", "auto", "--threshold", "1", "--no-progress"]) == 0
+                         str(again), "-d", "auto", "--threshold", "1", "--if-unsure", "restore",
+                         "--no-progress"]) == 0
     assert "restoring with lowlight" in capsys.readouterr().out
     assert (again / "rgb.png").is_file()
+    default = tmp_path / "default"  # no --if-unsure: an unsure image is left as it is
+    assert restore_main(["--ckpt", str(ckpt), "-i", str(photos / "rgb.png"), "-o",
+                         str(default), "-d", "auto", "--threshold", "1", "--no-progress"]) == 1
+    captured = capsys.readouterr()
+    assert "not restored (--if-unsure stop)" in captured.out and "restored 0 of 1" in captured.out
+    assert not default.exists() or not any(default.iterdir())
+
+
+def test_restore_auto_leaves_a_clean_photo_as_it_is(run_dir, tmp_path, capsys):
+    """Issue 22: a clean photo is predicted "clean", not restored and said so; a degraded one
+    in the same folder is still restored, and the count is the files written."""
+    ckpt = run_dir / "checkpoints" / "latest.pt"
+    photos = tmp_path / "in"
+    coffee = load_builtin_image("coffee", 96)
+    write_image(photos / "clean.png", coffee)
+    write_image(photos / "dark.png", (coffee * 0.15).astype(np.uint8))
+    out = tmp_path / "out"
+    assert restore_main(["--ckpt", str(ckpt), "-i", str(photos), "-o", str(out),
+                         "-d", "auto", "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    assert "clean.png: looks clean: left as it is" in printed
+    assert "dark.png: predicted lowlight" in printed
+    assert sorted(p.name for p in out.iterdir()) == ["dark.png"]
+    assert "restored 1 of 2" in printed and "1 left as they are" in printed
+
+
+def test_a_clean_top_guess_is_left_as_it_is_in_every_mode():
+    clf = always_classifier("clean", ["derain", "dehaze", "clean"])
+    sure = clf.predict(_smooth())
+    assert sure.label == "clean" and not sure.unsure
+    for mode in ("stop", "restore"):
+        choice = choose_degradation(sure, mode)
+        assert choice.degradation is None and choice.clean
+        assert choice.message.startswith("looks clean: left as it is (p=1.00")
+    with torch.no_grad():  # p(clean) = e / (e + 2) = 0.58, below the threshold 0.6
+        clf.net[-1].bias.copy_(torch.tensor([0.0, 0.0, 1.0]))
+    unsure = clf.predict(_smooth())
+    assert unsure.label == "clean" and unsure.unsure
+    guessed = choose_degradation(unsure, "restore")
+    assert guessed.degradation is None and guessed.clean and "left as it is" in guessed.message
+    stopped = choose_degradation(unsure)
+    assert stopped.degradation is None and not stopped.clean and "not restored" in stopped.message
+
+
+def test_old_classifier_state_without_clean_still_loads_and_restores(run_dir, tmp_path, capsys):
+    """A state written before the clean class (version 1: no clean_class key, if_unsure
+    "restore", the old default) loads with its own classes and today's if_unsure default."""
+    old = always_classifier("lowlight", ["denoise_50", "lowlight"]).to_state()
+    old["version"] = 1
+    old["config"] = {k: v for k, v in old["config"].items() if k != "clean_class"}
+    old["config"]["if_unsure"] = "restore"
+    clf = DegradationClassifier.from_state(old)
+    assert clf.classes == ["denoise_50", "lowlight"]
+    assert clf.config.clean_class is False and clf.config.if_unsure == "stop"
+    assert clf.predict(_smooth()).label == "lowlight"
+    separate = tmp_path / "old.pt"
+    torch.save({"classifier": old}, separate)
+    photo = tmp_path / "p.png"
+    write_image(photo, load_builtin_image("coffee", 64))
+    assert restore_main(["--ckpt", str(run_dir / "checkpoints" / "latest.pt"), "-i",
+                         str(photo), "-o", str(tmp_path / "r"), "-d", "auto", "--classifier",
+                         str(separate), "--no-progress"]) == 0
+    assert "predicted lowlight" in capsys.readouterr().out
+    assert (tmp_path / "r" / "p.png").is_file()
+
+
+def test_blind_row_counts_a_clean_prediction_on_a_degraded_image_as_wrong(run_dir):
+    """A degraded test image predicted "clean" is left as it is: wrong, and scored as the
+    input itself (no prompt is asked for)."""
+    from dfpir.eval.blind import evaluate_blind
+    from dfpir.eval.metrics import compute_metrics
+    from dfpir.loading import load_experiment
+
+    loaded = load_experiment(run_dir / "checkpoints" / "latest.pt", None, [], "cpu")
+    datasets = build_test_datasets(load_config(ROOT / "configs" / "demo.yaml", TINY).data)
+
+    def no_prompt(task: str) -> torch.Tensor:
+        raise AssertionError(f"asked for the prompt of {task}")
+
+    report = evaluate_blind(loaded.model, always_classifier("clean", ["denoise_50", "lowlight", "clean"]),
+                            datasets, {}, no_prompt, device=torch.device("cpu"))
+    assert report.correct == 0 and report.accuracy == 0.0
+    for result, dataset in zip(report.sets, datasets.values(), strict=True):
+        for index, image in enumerate(result.images):
+            degraded, clean = dataset[index][:2]
+            assert image.predicted == "clean"
+            assert image.psnr == pytest.approx(compute_metrics(degraded, clean).psnr)
 
 
 def test_eval_reports_accuracy_confusion_blind_row_and_prompt_matrix(run_dir, tmp_path):
@@ -247,7 +339,7 @@ def test_restore_auto_goes_on_past_a_1x1_image(run_dir, tmp_path, capsys):
     photos = tmp_path / "in"
     write_image(photos / "a_tiny.png", np.full((1, 1, 3), 80, np.uint8))
     write_image(photos / "b_black.png", np.zeros((40, 40, 3), np.uint8))
-    write_image(photos / "c_good.png", (load_builtin_image("coffee", 96)[:48, :64] * 0.25
+    write_image(photos / "c_good.png", (load_builtin_image("coffee", 96)[:48, :64] * 0.15
                                         ).astype(np.uint8))
     out = tmp_path / "out"
     assert restore_main(["--ckpt", str(ckpt), "-i", str(photos), "-o", str(out),

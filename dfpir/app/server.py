@@ -33,6 +33,7 @@ from ..restore.inference import restore, tile_starts
 __all__ = [
     "AUTO",
     "DEMO_CHECKPOINT",
+    "LeftAsItIs",
     "ModelBundle",
     "RestoredImage",
     "blind_classifier",
@@ -109,11 +110,17 @@ def load_bundle(ckpt: str | os.PathLike | None = None, onnx: str | os.PathLike |
                        classifier=classifier_from_checkpoint(raw, str(ckpt)))
 
 
+class LeftAsItIs(ValueError):
+    """"auto" leaves this image as it is (it looks clean, or the prediction is unsure): nothing
+    is written for it and its message says why."""
+
+
 def blind_classifier(bundle: ModelBundle
-                     ) -> tuple[Callable[[np.ndarray], tuple[str, str]] | None, str]:
+                     ) -> tuple[Callable[[np.ndarray], tuple[str | None, str]] | None, str]:
     """For "auto": the bundle's blind degradation classifier (an HxWx3 float image -> the
-    degradation name and a line saying how sure it is) and a note, or ``(None, why there is
-    none)``. The page offers "auto" first when there is one."""
+    degradation name, ``None`` to leave the image as it is, and a line saying how sure it is)
+    and a note, or ``(None, why there is none)``. The page offers "auto" first when there is
+    one."""
     from ..blind import choose_degradation
 
     if bundle.onnx is not None:
@@ -124,8 +131,9 @@ def blind_classifier(bundle: ModelBundle
         return None, ("this checkpoint has no blind degradation classifier (dfpir "
                       "train_classifier adds one), so the degradation must be chosen")
 
-    def classify(rgb: np.ndarray) -> tuple[str, str]:
-        choice = choose_degradation(bundle.classifier.predict(rgb), "restore")
+    def classify(rgb: np.ndarray) -> tuple[str | None, str]:
+        choice = choose_degradation(bundle.classifier.predict(rgb),
+                                    bundle.classifier.config.if_unsure)
         return choice.degradation, choice.message
 
     return classify, "the degradation classifier stored with the model picks the prompt"
@@ -210,6 +218,8 @@ def restore_image(bundle: ModelBundle, raw: np.ndarray, choice: str,
         if classifier is None:
             raise ValueError(f"'auto' is not available: {why}")
         name, message = classifier(prepared.rgb)
+        if name is None:
+            raise LeftAsItIs(f"auto: {message}")
         prepared.notes.append(f"auto: {message}")
     if bundle.onnx is not None:
         rgb = bundle.onnx.restore(prepared.rgb, bundle.tile, bundle.overlap, progress)
@@ -233,8 +243,8 @@ def restore_uploads(bundle: ModelBundle, paths: Sequence[str | os.PathLike], cho
                     out_dir: str | os.PathLike, progress: Progress | None = None
                     ) -> tuple[list[RestoredImage], list[Path], list[str]]:
     """Restore uploaded files into ``out_dir/<stem>_restored.png``: (results, written files,
-    one message per file). A file that cannot be read or restored gets a message; the others
-    go on."""
+    one message per file). A file that cannot be read or restored, or that "auto" leaves as it
+    is, gets a message; the others go on."""
     results, written, messages = [], [], []
     out_dir = Path(out_dir)
     taken: set[Path] = set()  # same.jpg and same.png: two files, not one
@@ -251,6 +261,9 @@ def restore_uploads(bundle: ModelBundle, paths: Sequence[str | os.PathLike], cho
             result = restore_image(bundle, read_image_raw(path), choice, step)
             target = unique_path(out_dir / f"{path.stem}_restored.png", taken)
             write_image(target, result.output)
+        except LeftAsItIs as err:
+            messages.append(f"**{path.name}**: {err}")
+            continue
         except (DataError, OSError, ValueError) as err:
             reason = str(err).replace(str(path), path.name)
             messages.append(f"**{path.name}**: not restored: {reason}")

@@ -5,7 +5,7 @@
 See the README, "Restore".
 """
 
-from ..config.classifier import IF_UNSURE, ClassifierConfig
+from ..config.classifier import CLEAN, IF_UNSURE, ClassifierConfig
 from .api import BlindChoice, blind_restore, choose_degradation, load_classifier
 from .classifier import (
     ClassifierError,
@@ -16,6 +16,7 @@ from .classifier import (
 )
 
 __all__ = [
+    "CLEAN",
     "IF_UNSURE",
     "BlindChoice",
     "ClassifierConfig",

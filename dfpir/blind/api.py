@@ -1,7 +1,7 @@
 """Blind restoration: the classifier picks the prompt, and says when it is unsure.
 
     clf = load_classifier(ckpt, "ckpt.pt")              # the classifier stored with the model
-    choice = choose_degradation(clf.predict(rgb), if_unsure="restore")
+    choice = choose_degradation(clf.predict(rgb))        # if unsure: left as it is
     print(choice.message)                               # prediction, probability, runner-up
     if choice.degradation is not None:
         restored = restore(model, image, bank(choice.degradation)[0])
@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..config.classifier import IF_UNSURE
+from ..config.classifier import CLEAN, IF_UNSURE
 from ..models.checkpoint import read_checkpoint
 from ..restore.inference import restore
 from .classifier import (
@@ -59,37 +59,47 @@ def load_classifier(checkpoint: Mapping | str | os.PathLike, source: str | None 
 @dataclass
 class BlindChoice:
     """What blind restoration does with one image: the degradation to restore with (``None``:
-    stopped because unsure) and the line that says so."""
+    left as it is, because it looks clean or the prediction is unsure) and the line that says
+    so. ``clean``: left as it is because it looks clean (not a failure to judge it)."""
 
     prediction: Prediction
     degradation: str | None
     message: str
+    clean: bool = False
 
 
-def choose_degradation(prediction: Prediction, if_unsure: str = "restore") -> BlindChoice:
-    """Restore with the top prediction; when it is unsure (probability below its threshold)
-    name the top two and restore with the top one anyway (``"restore"``) or not (``"stop"``)."""
+def choose_degradation(prediction: Prediction, if_unsure: str = IF_UNSURE[0]) -> BlindChoice:
+    """Restore with the top prediction, or leave the image as it is when that is ``clean``;
+    when it is unsure (probability below its threshold) name the top two and leave the image
+    as it is (``"stop"``, the default) or follow the top guess anyway (``"restore"``)."""
     if if_unsure not in IF_UNSURE:
         raise ValueError(f"if_unsure must be one of {IF_UNSURE}, got {if_unsure!r}")
     p = prediction
     if not p.unsure:
+        if p.label == CLEAN:
+            return BlindChoice(p, None, f"looks clean: left as it is {p.describe()[len(CLEAN) + 1:]}",
+                               clean=True)
         return BlindChoice(p, p.label, f"predicted {p.describe()}")
     top_two = (f"{p.label} (p={p.probability:.2f}) or {p.runner_up} "
                f"(p={p.runner_up_probability:.2f})")
+    if if_unsure == "restore" and p.label == CLEAN:
+        return BlindChoice(p, None, f"unsure (below {p.threshold:.2f}): {top_two}; the top "
+                                    "guess is clean: left as it is", clean=True)
     if if_unsure == "restore":
         return BlindChoice(p, p.label, f"unsure (below {p.threshold:.2f}): {top_two}; restoring "
-                                       f"with {p.label}")
+                                       f"with {p.label} (--if-unsure restore)")
     return BlindChoice(p, None, f"unsure (below {p.threshold:.2f}): {top_two}; not restored "
-                                f"(--if-unsure stop): name it with --degradation NAME")
+                                f"(--if-unsure stop): name it with --degradation NAME, or "
+                                "give --if-unsure restore")
 
 
 def blind_restore(model: torch.nn.Module, classifier: DegradationClassifier,
                   image: torch.Tensor | np.ndarray, prompt_of: Callable[[str], torch.Tensor],
-                  *, if_unsure: str = "restore", threshold: float | None = None,
+                  *, if_unsure: str = IF_UNSURE[0], threshold: float | None = None,
                   tile: int = 0, overlap: int = 32, amp: str | None = None
                   ) -> tuple[torch.Tensor | None, BlindChoice]:
     """Classify one image (3xHxW tensor or HxWx3 array in [0, 1]), choose its prompt and
-    restore it: (restored 3xHxW or ``None`` when stopped, the choice). ``prompt_of`` maps a
+    restore it: (restored 3xHxW, or ``None`` when left as it is: clean or unsure, the choice). ``prompt_of`` maps a
     degradation name to its embedding (e.g. ``lambda d: bank(d)[0]``)."""
     if isinstance(image, np.ndarray):
         image = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..config.classifier import ClassifierConfig
+from ..config.classifier import CLEAN, ClassifierConfig
 from ..data import DataError, build_train_dataset
 from ..data.tasks import TASKS, validate_task
 from ..models.checkpoint import CheckpointError
@@ -35,7 +35,9 @@ __all__ = ["ClassifierError", "DegradationClassifier", "Prediction", "classifier
 
 logger = logging.getLogger(__name__)
 
-STATE_VERSION = 1
+#: 2: the config records ``clean_class`` (version 1 states have no "clean" class and stored
+#: ``if_unsure: restore``, then the only default; they load with today's default instead).
+STATE_VERSION = 2
 
 
 class ClassifierError(CheckpointError):
@@ -100,7 +102,7 @@ class DegradationClassifier(nn.Module):
 
     def __init__(self, classes: Sequence[str], config: ClassifierConfig | None = None) -> None:
         super().__init__()
-        self.classes = [validate_task(c) for c in classes]
+        self.classes = [c if c == CLEAN else validate_task(c) for c in classes]
         if len(self.classes) < 2:
             raise DataError(f"the classifier needs at least two classes, got {self.classes}")
         self.config = config or ClassifierConfig()
@@ -168,7 +170,11 @@ class DegradationClassifier(nn.Module):
                                   "this version of dfpir computes; train it again "
                                   "(scripts/train_classifier.py)")
         try:
-            config = ClassifierConfig(**dict(state["config"]))
+            stored = dict(state["config"])
+            stored.setdefault("clean_class", CLEAN in list(state["classes"]))
+            if int(state.get("version", 1)) < 2:  # its "restore" was the old default
+                stored["if_unsure"] = ClassifierConfig.if_unsure
+            config = ClassifierConfig(**stored)
             model = cls(list(state["classes"]), config)
             model.load_state_dict(state["state_dict"])
         except (KeyError, TypeError, ValueError, RuntimeError, DataError) as err:
@@ -203,36 +209,47 @@ def _classes(cfg: ExperimentConfig) -> list[str]:
     return [t for t in TASKS if t in tasks]
 
 
+def _sample_crops(datasets: Sequence, count: int, rng: np.random.Generator, which: int
+                  ) -> torch.Tensor:
+    """Features of ``count`` random training crops from ``datasets`` (drawn by size):
+    ``which`` 0 the degraded crop, 1 its clean target."""
+    sizes = np.array([len(d) for d in datasets], dtype=float)
+    features, crops = [], []
+    for _ in range(count):
+        dataset = datasets[int(rng.choice(len(datasets), p=sizes / sizes.sum()))]
+        crops.append(dataset.sample(int(rng.integers(len(dataset))), rng)[which])
+        if len(crops) == 256:
+            features.append(image_features(torch.stack(crops)))
+            crops = []
+    if crops:
+        features.append(image_features(torch.stack(crops)))
+    return torch.cat(features)
+
+
 def sample_training_crops(cfg: ExperimentConfig, classes: Sequence[str]
                           ) -> tuple[torch.Tensor, torch.Tensor]:
     """Features (N, F) and labels (N,) of ``samples_per_task`` random degraded training crops
     per class, drawn from the config's training mix (the same datasets, degradations and
-    augmentation as the restoration network's) with the classifier's own seed."""
+    augmentation as the restoration network's) with the classifier's own seed; the ``clean``
+    class gets the clean targets of crops drawn from every task's datasets."""
     c = cfg.classifier
     data = dataclasses.replace(cfg.data, patch_size=c.crop)
     mixed = build_train_dataset(data)
     parts: dict[str, list] = {}
     for dataset, _ in mixed.parts:
         parts.setdefault(dataset.task, []).append(dataset)
-    missing = [t for t in classes if t not in parts]
+    missing = [t for t in classes if t not in parts and t != CLEAN]
     if missing:
         raise DataError(f"the classifier's classes {missing} have no training data in this "
                         "config (classifier.tasks must be among the training tasks)")
     rng = np.random.default_rng(c.seed)
     features, labels = [], []
     for label, task in enumerate(classes):
-        datasets = parts[task]
-        sizes = np.array([len(d) for d in datasets], dtype=float)
-        crops = []
-        for _ in range(c.samples_per_task):
-            dataset = datasets[int(rng.choice(len(datasets), p=sizes / sizes.sum()))]
-            degraded, _, _ = dataset.sample(int(rng.integers(len(dataset))), rng)
-            crops.append(degraded)
-            if len(crops) == 256:
-                features.append(image_features(torch.stack(crops)))
-                crops = []
-        if crops:
-            features.append(image_features(torch.stack(crops)))
+        if task == CLEAN:  # the clean targets of every task's crops, the same images
+            datasets = [d for t in classes if t != CLEAN for d in parts[t]]
+            features.append(_sample_crops(datasets, c.samples_per_task, rng, 1))
+        else:
+            features.append(_sample_crops(parts[task], c.samples_per_task, rng, 0))
         labels.append(torch.full((c.samples_per_task,), label, dtype=torch.long))
     return torch.cat(features), torch.cat(labels)
 
@@ -272,6 +289,8 @@ def train_classifier(cfg: ExperimentConfig) -> DegradationClassifier:
     classes = _classes(cfg)
     if len(classes) < 2:
         raise DataError(f"the classifier needs at least two training tasks, got {classes}")
+    if cfg.classifier.clean_class:
+        classes = [*classes, CLEAN]
     features, labels = sample_training_crops(cfg, classes)
     sampled = time.perf_counter()
     model = fit_classifier(features, labels, classes, cfg.classifier)

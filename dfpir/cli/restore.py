@@ -72,8 +72,8 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Restore the inputs: 0 when every image was restored, 1 when some failed (or, blind,
-    were left unrestored as unsure)."""
+    """Restore the inputs: 0 when every image was restored (or, blind, left as it is because
+    it looks clean), 1 when some failed (or, blind, were left unrestored as unsure)."""
     for flag, value in (("--tile", args.tile), ("--tile-overlap", args.tile_overlap)):
         if value is not None and value < 0:
             raise ConfigError(f"{flag} must be >= 0 (--tile 0 = whole image), got {value}")
@@ -130,7 +130,8 @@ def run(args: argparse.Namespace) -> int:
         amp=None if amp == "none" else amp, compare=args.side_by_side,
         progress=not args.no_progress, choose_prompt=choose,
     )
-    return _report(summary, len(inputs), outputs[0] if single else out)
+    return _report(summary, len(inputs), outputs[0] if single else out,
+                   choose.clean if choose is not None else ())
 
 
 def _run_onnx(args: argparse.Namespace, inputs: list[Path], outputs: list[Path],
@@ -155,19 +156,24 @@ def _run_onnx(args: argparse.Namespace, inputs: list[Path], outputs: list[Path],
     return _report(summary, len(inputs), outputs[0] if single else Path(args.out))
 
 
-def _report(summary, count: int, where: Path) -> int:
-    """Print what was restored, skipped and failed; the exit status."""
+def _report(summary, count: int, where: Path, clean: Sequence[Path] = ()) -> int:
+    """Print what was restored, left as it is (looks clean), skipped (unsure) and failed; the
+    exit status (a clean image left as it is is not a failure)."""
     done = count - len(summary.failed) - len(summary.skipped)
     print(f"restored {done} of {count} image(s) into {where}")
-    if summary.skipped:
-        print(f"{len(summary.skipped)} not restored (unsure, --if-unsure stop): "
-              + ", ".join(str(p) for p in summary.skipped), file=sys.stderr)
+    unsure = [p for p in summary.skipped if p not in clean]
+    if clean:
+        print(f"{len(clean)} left as they are (they look clean; nothing written for them): "
+              + ", ".join(str(p) for p in clean))
+    if unsure:
+        print(f"{len(unsure)} not restored (unsure, --if-unsure stop): "
+              + ", ".join(str(p) for p in unsure), file=sys.stderr)
     if summary.failed:
         print(f"{len(summary.failed)} failed:", file=sys.stderr)
         for path, reason in summary.failed:
             print(f"  {path}: {reason}", file=sys.stderr)
         return 1
-    return 1 if summary.skipped else 0
+    return 1 if unsure else 0
 
 
 def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:

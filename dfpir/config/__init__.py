@@ -6,7 +6,7 @@ The sections of the other packages (``DFPIRConfig`` in ``dfpir.models``, ``DataC
 evaluation and classifier sections.
 """
 
-from .classifier import IF_UNSURE, ClassifierConfig
+from .classifier import CLEAN, IF_UNSURE, ClassifierConfig
 from .experiment import (
     Amp,
     ConfigError,
@@ -31,6 +31,7 @@ from .experiment import (
 )
 
 __all__ = [
+    "CLEAN",
     "IF_UNSURE",
     "Amp",
     "ClassifierConfig",

@@ -8,10 +8,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-__all__ = ["ClassifierConfig", "IF_UNSURE"]
+__all__ = ["CLEAN", "ClassifierConfig", "IF_UNSURE"]
 
-#: What ``--degradation auto`` does with an image whose top probability is below the threshold.
-IF_UNSURE: tuple[str, ...] = ("restore", "stop")
+#: What ``--degradation auto`` does with an image whose top probability is below the threshold:
+#: leave it as it is and say so (``stop``, the default: a wrong prompt can add artefacts to an
+#: image that needed nothing) or restore it with the top guess, saying so (``restore``).
+IF_UNSURE: tuple[str, ...] = ("stop", "restore")
+
+#: The classifier's "no degradation" outcome: an image that looks clean is left as it is.
+CLEAN = "clean"
 
 
 @dataclass
@@ -20,8 +25,9 @@ class ClassifierConfig:
 
     Off by default: the paper's training is unchanged. With ``enabled: true``, ``scripts/train.py``
     trains it after the restoration network, on crops of the same training mix (labels are the
-    tasks), and stores it in the run's checkpoints; ``scripts/train_classifier.py`` trains it for
-    any existing checkpoint.
+    tasks, plus ``clean`` for the clean crops of the same images when ``clean_class``), and
+    stores it in the run's checkpoints; ``scripts/train_classifier.py`` trains it for any
+    existing checkpoint.
     """
 
     enabled: bool = False
@@ -35,7 +41,8 @@ class ClassifierConfig:
     label_smoothing: float = 0.1  # keeps the crop probabilities from saturating
     max_crops: int = 24  # crops per image at prediction (their probabilities are averaged)
     threshold: float = 0.6  # below this top probability a prediction is "unsure"
-    if_unsure: Literal["restore", "stop"] = "restore"  # restore (with the top guess, saying so)
+    if_unsure: Literal["stop", "restore"] = "stop"  # leave it as it is (or restore with the guess)
+    clean_class: bool = True  # a "clean" class trained on clean crops of the same images
     seed: int = 0
 
     def __post_init__(self) -> None:

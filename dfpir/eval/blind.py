@@ -15,6 +15,7 @@ import torch
 from torch.utils.data import Dataset
 
 from ..blind.classifier import DegradationClassifier
+from ..config.classifier import CLEAN
 from ..restore.inference import restore
 from .loop import MeanScores
 from .metrics import compute_metrics
@@ -112,7 +113,8 @@ def evaluate_blind(
 
     ``oracle[set]`` holds the (PSNR, SSIM) of each image restored with its true prompt, in the
     dataset's order; an image whose prediction is right reuses them (the same computation), so
-    only the misclassified images are restored again.
+    only the misclassified images are restored again. A degraded image predicted ``clean`` is
+    wrong and scores the input itself (blind restoration leaves it as it is).
     """
     sets = []
     for name, dataset in datasets.items():
@@ -125,9 +127,10 @@ def evaluate_blind(
             prediction = classifier.predict(degraded)
             if prediction.label == task and index < len(scores):
                 psnr, ssim = scores[index]
-            else:
-                output = restore(model, degraded.to(device), prompt_of(prediction.label),
-                                 tile=tile, overlap=overlap, amp=amp)
+            else:  # "clean": left as it is, as restore --degradation auto leaves it
+                output = degraded if prediction.label == CLEAN else restore(
+                    model, degraded.to(device), prompt_of(prediction.label), tile=tile,
+                    overlap=overlap, amp=amp)
                 metrics = compute_metrics(output.cpu(), clean, quantize=quantize)
                 psnr, ssim = metrics.psnr, metrics.ssim
             result.images.append(BlindImage(str(image_name), prediction.label,

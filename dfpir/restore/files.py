@@ -216,7 +216,7 @@ class RestoreSummary:
 
     written: list[Path] = field(default_factory=list)
     failed: list[tuple[Path, str]] = field(default_factory=list)
-    skipped: list[Path] = field(default_factory=list)  # blind: unsure, --if-unsure stop
+    skipped: list[Path] = field(default_factory=list)  # blind: looks clean, or unsure (stop)
 
 
 def restore_files(
