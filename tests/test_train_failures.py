@@ -96,3 +96,19 @@ def test_error_from_a_data_worker_prints_without_the_workers_traceback(capsys):
     assert run_cli(argparse.ArgumentParser(), load, []) == 2
     err = capsys.readouterr().err
     assert err == "error: task 'derain': no readable training image; cut.jpg\n", err
+
+
+def test_tiny_run_goes_on_past_a_corrupt_training_image(tmp_path, caplog):
+    from test_train import tiny_cfg
+
+    for index in range(3):
+        write_image(tmp_path / "noisy" / f"{index}.png", clean_image(index, 40, 40))
+    truncated_jpeg(tmp_path / "noisy" / "cut.jpg", 9)
+    cfg = tiny_cfg("data.builtin.use_for_train=false", f"data.data_root={tmp_path}",
+                   "data.train_tasks=[{task: denoise_15, roots: [noisy], list_missing: scan, "
+                   "repeat: 2}]", "data.num_workers=0", "train.val_every=0")
+    with caplog.at_level(logging.WARNING):
+        Trainer(cfg, tmp_path / "run").run()
+    assert (tmp_path / "run" / "checkpoints" / "latest.pt").is_file()  # the run finished
+    warnings = [r.getMessage() for r in caplog.records if "unreadable" in r.getMessage()]
+    assert len(warnings) == 1 and "cut.jpg" in warnings[0], warnings
