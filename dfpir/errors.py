@@ -36,3 +36,7 @@ class TrainingError(DfpirError, RuntimeError):
 class OutputPlaceError(DfpirError, OSError):
     """A place for results (folder or file) that cannot be written: a file where a folder is
     expected (or the reverse), read-only, under a file, or on a full disk."""
+
+
+class OutputWriteError(OutputPlaceError):
+    """A result that could not be written mid-run (the disk or quota filled up)."""

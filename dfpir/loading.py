@@ -43,6 +43,8 @@ __all__ = [
     "load_model",
     "select_model_config",
     "stored_model_config",
+    "trained_tasks",
+    "untrained_task_warning",
 ]
 
 logger = logging.getLogger(__name__)
@@ -122,6 +124,31 @@ class LoadedModel:
     cfg: ExperimentConfig | None = None  # the effective experiment config (load_experiment)
     orders: dict | None = None  # the channel orders recorded at training (dfpir.models.orders)
     classifier_state: dict | None = None  # the blind classifier stored beside the weights
+
+
+def trained_tasks(loaded: LoadedModel) -> list[str] | None:
+    """The tasks a checkpoint was trained on: from its stored config, read as
+    ``build_train_dataset`` reads it, else the prompt names its channel orders record; ``None``
+    when it records neither (the release's checkpoints)."""
+    data = (loaded.stored_config or {}).get("data")
+    if isinstance(data, Mapping):
+        tasks = [t["task"] for t in data.get("train_tasks") or [] if t.get("repeat", 1) > 0]
+        builtin = data.get("builtin") or {}
+        if builtin.get("enabled") and builtin.get("use_for_train", True):
+            tasks += [t for t in builtin.get("tasks") or [] if t not in tasks]
+        return tasks
+    names = (loaded.orders or {}).get("names")
+    return list(names) if names else None
+
+
+def untrained_task_warning(loaded: LoadedModel, task: str | None) -> str | None:
+    """A warning when ``task`` is one the checkpoint never trained on (it still runs: the
+    prompt is only a text), naming the tasks it was trained on; ``None`` otherwise."""
+    trained = trained_tasks(loaded)
+    if task is None or trained is None or task in trained:
+        return None
+    return (f"{loaded.checkpoint} was never trained on {task!r} (trained on: "
+            f"{', '.join(trained) or 'no task'}); its result for {task!r} is untested")
 
 
 def load_model(checkpoint: str | os.PathLike | Mapping, fallback: DFPIRConfig,

@@ -7,12 +7,17 @@ from __future__ import annotations
 import errno
 import os
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Literal
 
-from .errors import OutputPlaceError
+from .errors import OutputPlaceError, OutputWriteError
 
-__all__ = ["check_output_place"]
+__all__ = ["check_output_place", "writing_to"]
+
+#: The errors of a write that a full disk (or quota) causes.
+FULL = (errno.ENOSPC, errno.EDQUOT)
 
 #: The probe's size: enough that a full disk (or quota) refuses it.
 PROBE_BYTES = 4096
@@ -47,7 +52,7 @@ def check_output_place(path: str | os.PathLike, kind: Literal["dir", "file"], fl
             probe.flush()
             os.fsync(probe.fileno())
     except OSError as err:
-        if err.errno in (errno.ENOSPC, errno.EDQUOT):
+        if err.errno in FULL:
             why = "the disk (or quota) is full"
         elif err.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
             why = "it is read-only for you"
@@ -56,3 +61,19 @@ def check_output_place(path: str | os.PathLike, kind: Literal["dir", "file"], fl
         raise OutputPlaceError(f"{flag} {path}: cannot write in {base}: {why}; choose another "
                                "place or free it") from None
     return path
+
+
+@contextmanager
+def writing_to(path: str | os.PathLike, flag: str) -> Iterator[None]:
+    """Around the work that writes a command's results to ``path``: a disk (or quota) that
+    fills up on the way is ``OutputWriteError`` naming ``flag``, the file and what was kept,
+    not a traceback. Other errors pass unchanged."""
+    try:
+        yield
+    except OSError as err:
+        if isinstance(err, OutputPlaceError) or err.errno not in FULL:
+            raise
+        failed = f" writing {err.filename}" if err.filename else ""
+        raise OutputWriteError(
+            f"{flag} {path}: the disk (or quota) filled up{failed}; the files written before "
+            "are kept. Free some space or choose another place, then run it again") from None

@@ -95,8 +95,24 @@ def test_missing_and_corrupt_files(tmp_path):
         load_weights(model, tmp_path / "nope.pth")
     bad = tmp_path / "bad.pth"
     bad.write_bytes(b"not a checkpoint")
-    with pytest.raises(CheckpointError, match="cannot read checkpoint .*bad.pth"):
+    with pytest.raises(CheckpointError, match="cannot read checkpoint .*bad.pth") as info:
         load_weights(model, bad)
+    assert "False" not in str(info.value)  # torch's advice to load it unsafely is not passed on
+
+
+class _Payload:
+    """Stands for any object a pickle may carry besides tensors and plain values."""
+
+
+def test_refused_pickle_is_named_unsafe_without_torchs_weights_only_false_advice(tmp_path):
+    pickled = tmp_path / "pickled.pth"
+    torch.save({"model": {}, "extra": _Payload()}, pickled)
+    with pytest.raises(CheckpointError) as info:
+        load_weights(DFPIR(tiny_config()), pickled)
+    message = str(info.value)
+    assert "pickled.pth is refused as unsafe" in message and "_Payload" in message
+    assert "weights_only=False" not in message and "weights_only` set to `False" not in message
+    assert "trust" not in message and "add_safe_globals" not in message
 
 
 def test_export_to_release_layout_and_back(tmp_path):

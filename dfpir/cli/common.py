@@ -118,5 +118,15 @@ def run_cli(parser: argparse.ArgumentParser, run: Callable[[argparse.Namespace],
     except DfpirError as err:
         if args.debug:
             raise
-        print(f"error: {err}", file=sys.stderr)
+        print(f"error: {user_message(err)}", file=sys.stderr)
         return 2
+
+
+def user_message(err: BaseException) -> str:
+    """The error's own message; one raised in a DataLoader worker, which torch re-raises with
+    the worker's traceback prepended, loses that traceback (``--debug`` shows it)."""
+    text = str(err)
+    marker = f"{type(err).__name__}: "
+    if text.startswith("Caught ") and "Original Traceback" in text and marker in text:
+        return text[text.rindex(marker) + len(marker):].strip()
+    return text

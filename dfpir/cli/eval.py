@@ -17,7 +17,7 @@ from ..eval.evaluate import evaluate
 from ..eval.report import write_report
 from ..eval.tables import PAPER_LAYOUTS
 from ..loading import load_experiment
-from ..outputs import check_output_place
+from ..outputs import check_output_place, writing_to
 from .common import add_amp, add_ckpt, add_config, add_device, add_override_arch, int_in, run_cli
 
 __all__ = ["build_parser", "cli_overrides", "main", "run"]
@@ -84,15 +84,16 @@ def run(args: argparse.Namespace) -> int:
     cfg = loaded.cfg
     amp = args.amp or cfg.eval.amp
     max_images = args.max_images if args.max_images is not None else cfg.eval.max_images
-    report = evaluate(
-        cfg, args.ckpt, overrides=overrides, max_images=max_images,
-        amp=None if amp == "none" else amp, paper_table=args.paper_table,
-        paper_row=args.paper_row,
-        image_dir=out / "images" if cfg.eval.save_images else None,
-        name=args.name or out.name, progress=not args.no_progress, loaded=loaded,
-        classifier=args.classifier, with_prompt_matrix=args.prompt_matrix,
-    )
-    paths = write_report(report, out)
+    with writing_to(out, "--out"):  # a disk filling up: error: naming the file
+        report = evaluate(
+            cfg, args.ckpt, overrides=overrides, max_images=max_images,
+            amp=None if amp == "none" else amp, paper_table=args.paper_table,
+            paper_row=args.paper_row,
+            image_dir=out / "images" if cfg.eval.save_images else None,
+            name=args.name or out.name, progress=not args.no_progress, loaded=loaded,
+            classifier=args.classifier, with_prompt_matrix=args.prompt_matrix,
+        )
+        paths = write_report(report, out)
     print(report.comparison.markdown(report.name))
     if report.blind is not None:
         print("\n" + blind_markdown(report.blind).rstrip())

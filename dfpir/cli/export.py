@@ -16,7 +16,7 @@ from pathlib import Path
 from ..config import ConfigError
 from ..loading import load_experiment, stored_model_config
 from ..models.checkpoint import CheckpointError, read_checkpoint
-from ..outputs import check_output_place
+from ..outputs import check_output_place, writing_to
 from ..restore.onnx_export import export_onnx, export_safetensors, task_model_from_checkpoint
 from ..train import export_weights
 from .common import add_ckpt, add_config, run_cli
@@ -58,7 +58,9 @@ def run(args: argparse.Namespace) -> int:
         raise CheckpointError(f"{args.ckpt} holds no config: not written by scripts/train.py")
     loaded = load_experiment(ckpt, device="cpu", name=args.ckpt)
     epoch = int(ckpt.get("progress", {}).get("epoch", 0))
-    for kind, path in export_weights(loaded.model, args.out, epoch).items():
+    with writing_to(args.out, "--out"):
+        written = export_weights(loaded.model, args.out, epoch)
+    for kind, path in written.items():
         print(f"{kind}: {path}")
     return 0
 
@@ -75,9 +77,11 @@ def _task_export(args: argparse.Namespace) -> int:
     print(f"folded the prompt {model.metadata.get('sentence')!r} "
           f"({model.metadata.get('prompt_encoder')} encoder)")
     if args.safetensors:
-        print(f"safetensors: {export_safetensors(model, args.safetensors)}")
+        with writing_to(args.safetensors, "--safetensors"):
+            print(f"safetensors: {export_safetensors(model, args.safetensors)}")
     if args.onnx:
-        print(f"onnx: {export_onnx(model, args.onnx)}")
+        with writing_to(args.onnx, "--onnx"):
+            print(f"onnx: {export_onnx(model, args.onnx)}")
     return 0
 
 

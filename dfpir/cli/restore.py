@@ -16,7 +16,7 @@ from ..blind.cli import AUTO, add_restore_arguments, auto_prompt_chooser
 from ..config import ConfigError
 from ..data import DataError
 from ..data.tasks import TASKS
-from ..loading import load_experiment
+from ..loading import load_experiment, untrained_task_warning
 from ..outputs import check_output_place
 from ..prompts import PromptError, get_degradation
 from ..restore import (
@@ -113,6 +113,9 @@ def run(args: argparse.Namespace) -> int:
                               "auto) or --prompt TEXT")
         prompt, sentence = prompt_embedding(cfg, args.degradation, args.prompt, device)
         logger.info("prompt: %r (%s encoder)", sentence, cfg.prompts.encoder)
+        untrained = untrained_task_warning(loaded, args.degradation)
+        if untrained:
+            logger.warning("warning: %s", untrained)
     else:
         if args.degradation is not None and args.degradation != AUTO:
             get_degradation(args.degradation)

@@ -205,10 +205,14 @@ def write_image(path: str | Path, array: object) -> None:
             f"write_image expects float in [0, 1], uint8 or uint16, got {pixels.dtype}"
         )
     image = Image.fromarray(np.ascontiguousarray(pixels))
-    if path.suffix.lower() in (".jpg", ".jpeg"):
-        image.convert("RGB").save(path, quality=95)
-    else:
-        image.save(path)
+    try:
+        if path.suffix.lower() in (".jpg", ".jpeg"):
+            image.convert("RGB").save(path, quality=95)
+        else:
+            image.save(path)
+    except OSError as err:  # a full disk fails the write with no file name: name it
+        err.filename = err.filename or str(path)
+        raise
 
 
 _PNG_COLOUR_NOTES = {0: "grayscale", 3: "palette", 4: "grayscale with alpha", 6: "RGBA"}

@@ -19,7 +19,7 @@ import torch
 from torch.utils.data import Dataset
 
 from .cache import ImageLoader
-from .errors import DataError
+from .errors import DataError, ImageReadError
 from .layouts import ImagePair
 from .tasks import noise_sigma, task_family, validate_task
 from .transforms import (
@@ -76,6 +76,9 @@ class TaskTrainSet(Dataset):
     padding when none of 32 random tries is large enough (all logged; never an error).
     ``crop_multiple`` > 0 first centre-crops both images to a multiple of it, as the release's
     loaders do (16) before the random patch; images smaller than it are left whole.
+    An image that turns out unreadable when loaded (a truncated JPEG passes the header-only
+    check before training) is named in the log, counted and replaced by another random image
+    of the task; only a task with no readable image in 32 tries stops the run.
     """
 
     def __init__(
@@ -103,6 +106,7 @@ class TaskTrainSet(Dataset):
         self.load = ImageLoader(cache_dir)
         self.rng = TorchSeededRng()
         self._reported_small: set[str] = set()
+        self.unreadable: set[str] = set()
 
     def __len__(self) -> int:
         return len(self.pairs)
@@ -136,15 +140,40 @@ class TaskTrainSet(Dataset):
             )
         return small
 
+    def _try_load(self, pair: ImagePair):
+        """``(pair, degraded, clean)``, or ``None`` when one of its files cannot be read (logged
+        the first time, with the count so far)."""
+        try:
+            return (pair, *self._load_pair(pair))
+        except ImageReadError as err:
+            if str(err) in self.unreadable:
+                return None
+            self.unreadable.add(str(err))  # the message names the file: logged once a file
+            logger.warning("skipping an unreadable training image of task %r: %s (%d "
+                           "unreadable so far in this data process)", self.task, err,
+                           len(self.unreadable))
+            return None
+
+    def _readable(self, index: int, rng: np.random.Generator):
+        """Item ``index``, or another random item of the task when it cannot be read."""
+        picked = self._try_load(self.pairs[index])
+        for _ in range(_SKIP_ATTEMPTS):
+            if picked is not None:
+                return picked
+            picked = self._try_load(self.pairs[int(rng.integers(len(self.pairs)))])
+        if picked is None:
+            raise ImageReadError(
+                f"task {self.task!r}: no readable training image in {_SKIP_ATTEMPTS + 1} tries; "
+                f"unreadable: {'; '.join(sorted(self.unreadable)[:3])}")
+        return picked
+
     def _pick(self, index: int, rng: np.random.Generator):
-        pair = self.pairs[index]
-        degraded, clean = self._load_pair(pair)
+        pair, degraded, clean = self._readable(index, rng)
         if not self._too_small(clean, pair) or self.small_image_policy == "pad":
             return pair, degraded, clean
         first = (pair, degraded, clean)
         for _ in range(_SKIP_ATTEMPTS):
-            pair = self.pairs[int(rng.integers(len(self.pairs)))]
-            degraded, clean = self._load_pair(pair)
+            pair, degraded, clean = self._readable(int(rng.integers(len(self.pairs))), rng)
             if not self._too_small(clean, pair):
                 return pair, degraded, clean
         logger.warning(

@@ -89,18 +89,39 @@ def _strip_prefix(state: Mapping[str, torch.Tensor], prefix: str) -> dict[str, t
     return dict(state)
 
 
+def _weights_only_failure(err: BaseException) -> str | None:
+    """What ``weights_only`` loading stopped at, without torch's advice to load with
+    ``weights_only=False`` (which would run code stored in the file); ``None`` for errors
+    raised before unpickling (a damaged zip, ...)."""
+    text = str(err)
+    if "Weights only load failed" not in text:
+        return None
+    detail = text.split("WeightsUnpickler error:", 1)[1] if "WeightsUnpickler error:" in text \
+        else ""
+    detail = " ".join(detail.split(". Please use")[0].split("\n\nCheck the")[0].split())
+    return detail.rstrip(".") or "an object weights_only loading does not allow"
+
+
 def read_checkpoint(path: str | os.PathLike) -> dict:
-    """``torch.load`` with ``weights_only=True`` and an error that names the file."""
+    """``torch.load`` with ``weights_only=True`` and an error that names the file; a pickle
+    of arbitrary objects is refused as unsafe, never loaded another way."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist")
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # corrupt file, pickle of arbitrary objects, ...
+        detail = _weights_only_failure(err)
+        if detail is not None and detail.startswith("Unsupported global"):
+            reason = (f"checkpoint {path} is refused as unsafe: it is not a plain checkpoint "
+                      f"of tensors and plain values ({detail}), and loading it would run code "
+                      "stored in the file")
+        else:
+            reason = f"cannot read checkpoint {path}: {detail or err}"
         raise CheckpointError(
-            f"cannot read checkpoint {path}: {err}. Expected a file written by torch.save "
+            f"{reason}. Expected a file written by torch.save "
             "(a DFPIR/Restormer release checkpoint or one of this package's)"
-        ) from err
+        ) from (None if detail is not None else err)
     if not isinstance(obj, dict):
         raise CheckpointError(f"checkpoint {path} holds a {type(obj).__name__}, expected a dict")
     return obj

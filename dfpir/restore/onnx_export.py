@@ -20,6 +20,7 @@ import copy
 import dataclasses
 import hashlib
 import json
+import logging
 import os
 import tempfile
 from collections.abc import Mapping, Sequence
@@ -40,6 +41,8 @@ __all__ = [
     "load_task_model",
     "task_model_from_checkpoint",
 ]
+
+logger = logging.getLogger(__name__)
 
 #: Written into the metadata of every export; ``dfpir.onnx_runtime`` checks it.
 EXPORT_FORMAT = "dfpir-task-v1"
@@ -148,7 +151,7 @@ def task_model_from_checkpoint(
 ) -> TaskModel:
     """Load a checkpoint (as ``scripts/restore.py`` does), embed the task's sentence (or
     ``prompt_text``) with the configured encoder and fold it in. The metadata says which."""
-    from ..loading import load_experiment
+    from ..loading import load_experiment, untrained_task_warning
     from ..prompts import PromptError, get_degradation
     from . import prompt_embedding
 
@@ -167,6 +170,9 @@ def task_model_from_checkpoint(
         if task is None and prompt_text is None:
             raise PromptError("give the degradation to export (--task NAME) or a prompt text")
         prompt, sentence = prompt_embedding(cfg, task, prompt_text, "cpu")
+        untrained = untrained_task_warning(loaded, task)
+        if untrained:
+            logger.warning("warning: %s", untrained)
         net = fold_prompt(loaded.model, prompt)
         meta.update(task=task or "custom", sentence=sentence, prompt_encoder=cfg.prompts.encoder,
                     prompt_style=cfg.prompts.style)

@@ -56,7 +56,7 @@ class TrainerCheckpoints:
                 f"loss ({check}) on that step's batch: the step diverged; {', '.join(names)} "
                 f"not written. {self._last_good()}")
         for name in names:
-            atomic_save(state, self.ckpt_dir / f"{name}.pt")
+            atomic_save(state, self.ckpt_dir / f"{name}.pt", self._go_on())
             if name == "latest":
                 self._latest_step = self.progress.global_step
         if getattr(self, "_aside", False):  # --overwrite: the new run has a checkpoint now
@@ -81,6 +81,14 @@ class TrainerCheckpoints:
             return float(compute_loss(t.loss, restored.float(), clean))
         finally:
             self.model.train(was_training)
+
+    def _go_on(self, options: str = "") -> str:
+        """How to go on with this run: ``--resume`` only when a ``latest.pt`` exists for it
+        to continue from, else start again."""
+        if (self.ckpt_dir / "latest.pt").is_file():
+            return f"continue with --resume{options} --run-dir {self.run_dir}"
+        return (f"start again with --overwrite --run-dir {self.run_dir} (no checkpoint was "
+                "written yet, so --resume cannot continue it)")
 
     def _last_good(self) -> str:
         """Where to go on after a divergence: the last good checkpoint that exists, if any."""

@@ -22,10 +22,12 @@ from ..models.checkpoint import (
 from .errors import CheckpointWriteError
 
 
-def atomic_save(obj: Any, path: str | os.PathLike) -> None:
+def atomic_save(obj: Any, path: str | os.PathLike, go_on: str = "run the command again"
+                ) -> None:
     """``torch.save`` to a temporary file in the same folder, flushed to disk, then renamed over
     ``path``: a crash mid-write never leaves a truncated checkpoint behind. A failed write (disk
-    full, ...) raises ``CheckpointWriteError`` and leaves the previous ``path`` as it was."""
+    full, ...) raises ``CheckpointWriteError`` and leaves the previous ``path`` as it was; its
+    message ends with ``go_on``, the caller's advice on how to go on after freeing space."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -36,13 +38,13 @@ def atomic_save(obj: Any, path: str | os.PathLike) -> None:
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except (OSError, RuntimeError) as err:  # torch reports a short write as a RuntimeError
-        raise CheckpointWriteError(_write_failure(path, err)) from err
+        raise CheckpointWriteError(_write_failure(path, err, go_on)) from err
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
 
 
-def _write_failure(path: Path, err: BaseException) -> str:
+def _write_failure(path: Path, err: BaseException, go_on: str) -> str:
     free = ""
     try:
         free_bytes = shutil.disk_usage(path.parent).free
@@ -53,8 +55,7 @@ def _write_failure(path: Path, err: BaseException) -> str:
             or (free_bytes is not None and free_bytes < 2**20))
     reason = "the disk (or quota) is full" if full else f"{type(err).__name__}: {err}"
     kept = f"; the previous {path.name} is intact" if path.exists() else ""
-    return (f"cannot write checkpoint {path}: {reason}{free}{kept}. Free some space, then "
-            "continue with --resume")
+    return f"cannot write checkpoint {path}: {reason}{free}{kept}. Free some space, then {go_on}"
 
 
 def rng_state() -> dict:

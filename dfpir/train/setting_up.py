@@ -111,12 +111,10 @@ class TrainerSetup:
             if not resume_with_changes:
                 refuse_changes(changes)
         elif self.ctx.is_main and (self.run_dir / "config.yaml").exists() and not overwrite:
-            first = "" if latest.is_file() else (
-                " (stopped before its first checkpoint, so --resume cannot continue it)")
-            raise RunDirError(
-                f"{self.run_dir} already holds a run{first}; pass --resume to continue it or "
-                "--overwrite to start again there"
-            )
+            how = ("pass --resume to continue it or --overwrite to start again there"
+                   if latest.is_file() else "it was stopped before its first checkpoint, so "
+                   "--resume cannot continue it: pass --overwrite to start again there")
+            raise RunDirError(f"{self.run_dir} already holds a run; {how}")
         self.cfg = cfg
         set_backend_precision(cfg.train.tf32, cfg.train.cudnn_benchmark)
         if self.ctx.device.type == "cpu" and cfg.train.keep_freed_memory:

@@ -82,8 +82,8 @@ class TrainerStepping:
                 f"global step {p.global_step + 1}, batch {self._batch(stage)} of "
                 f"{stage.patch_size}x{stage.patch_size} crops per process "
                 f"({str(err).splitlines()[0][:200]}). Lower train.stages[{p.stage}].batch_size "
-                f"or patch_size, or set train.bf16: true; continue with --resume "
-                f"--resume-with-changes")
+                f"or patch_size, or set train.bf16: true; then "
+                f"{self._go_on(' --resume-with-changes')}")
 
     def _step(self, degraded: torch.Tensor, clean: torch.Tensor, tasks: list[str]
               ) -> torch.Tensor:

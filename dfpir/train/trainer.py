@@ -263,7 +263,7 @@ class Trainer(TrainerSetup, TrainerScheduling, TrainerStepping, TrainerCheckpoin
             best = self.ckpt_dir / "best.pt"
             if best.is_file():  # an earlier validation's best weights get it too
                 atomic_save({**load_training_state(best), "classifier": self.classifier_state},
-                            best)
+                            best, self._go_on())
         self.ctx.barrier()
 
 
