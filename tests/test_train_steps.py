@@ -165,3 +165,18 @@ def test_the_commands_of_the_gpu_guide_parse():
         else:
             args = words[2:]
         build_parser().parse_args(args)  # exits (fails the test) on an unknown option
+
+
+def test_validation_scores_a_clean_prediction_on_the_unrestored_input(tmp_path):
+    """The blind column during training: a test image the classifier calls clean is left as it
+    is (as `restore -d auto` does), not restored with a 'clean' prompt the bank does not hold."""
+    from conftest import always_classifier
+
+    trainer = Trainer(tiny_cfg(), tmp_path)
+    args = (trainer.model, trainer.test_sets, trainer.bank, torch.device("cpu"))
+    clf = always_classifier("clean", [*trainer.bank.names, "clean"])
+    means, _ = validate(*args, classifier=clf)
+    for metrics in means.values():
+        assert metrics["accuracy"] == 0.0
+        assert metrics["blind_psnr"] == pytest.approx(metrics["input_psnr"])
+    trainer.close()

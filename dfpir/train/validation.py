@@ -12,6 +12,7 @@ import torch
 from torch.utils.data import Dataset, Subset
 
 from ..config import EvalConfig
+from ..config.classifier import CLEAN
 from ..eval.loop import restored_images
 from ..eval.metrics import psnr, ssim
 from ..prompts import PromptBank
@@ -65,7 +66,10 @@ def validate(model: torch.nn.Module, test_sets: dict[str, Dataset], bank: Prompt
             if classifier is not None:
                 predicted = classifier.predict(degraded).label
                 sums["accuracy"] += float(predicted == task)
-                if predicted != task:
+                if predicted == CLEAN:  # left as it is, as restore -d auto does
+                    blind = _hwc(degraded)
+                    scores = psnr(blind, target), ssim(blind, target)
+                elif predicted != task:
                     blind = _hwc(restore(model, degraded.to(device), bank(predicted, device),
                                          tile=eval_cfg.tile, overlap=eval_cfg.tile_overlap))
                     scores = psnr(blind, target), ssim(blind, target)
