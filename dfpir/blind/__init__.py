@@ -6,7 +6,7 @@ See the README, "Restore".
 """
 
 from ..config.classifier import CLEAN, IF_UNSURE, ClassifierConfig
-from .api import BlindChoice, blind_restore, choose_degradation, load_classifier
+from .api import BlindChoice, blind_restore, choose_degradation, load_classifier, restore_as
 from .classifier import (
     ClassifierError,
     DegradationClassifier,
@@ -27,5 +27,6 @@ __all__ = [
     "choose_degradation",
     "classifier_from_checkpoint",
     "load_classifier",
+    "restore_as",
     "train_classifier",
 ]

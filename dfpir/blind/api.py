@@ -29,7 +29,8 @@ from .classifier import (
     classifier_from_checkpoint,
 )
 
-__all__ = ["BlindChoice", "blind_restore", "choose_degradation", "load_classifier"]
+__all__ = ["BlindChoice", "blind_restore", "choose_degradation", "load_classifier",
+           "restore_as"]
 
 
 def load_classifier(checkpoint: Mapping | str | os.PathLike, source: str | None = None,
@@ -91,6 +92,18 @@ def choose_degradation(prediction: Prediction, if_unsure: str = IF_UNSURE[0]) ->
     return BlindChoice(p, None, f"unsure (below {p.threshold:.2f}): {top_two}; not restored "
                                 f"(--if-unsure stop): name it with --degradation NAME, or "
                                 "give --if-unsure restore")
+
+
+def restore_as(model: torch.nn.Module, image: torch.Tensor, label: str,
+               prompt_of: Callable[[str], torch.Tensor], device: torch.device, *,
+               tile: int = 0, overlap: int = 32, amp: str | None = None) -> torch.Tensor:
+    """``image`` (3xHxW) as blind mode leaves it for the predicted ``label``: untouched when it
+    is ``clean``, else restored on ``device`` with that degradation's prompt. The one rule the
+    blind scores of ``eval`` and of validation during training follow."""
+    if label == CLEAN:
+        return image
+    return restore(model, image.to(device), prompt_of(label), tile=tile, overlap=overlap,
+                   amp=amp)
 
 
 def blind_restore(model: torch.nn.Module, classifier: DegradationClassifier,

@@ -14,8 +14,8 @@ from pathlib import Path
 import torch
 from torch.utils.data import Dataset
 
+from ..blind.api import restore_as
 from ..blind.classifier import DegradationClassifier
-from ..config.classifier import CLEAN
 from ..restore.inference import restore
 from .loop import MeanScores
 from .metrics import compute_metrics
@@ -128,9 +128,8 @@ def evaluate_blind(
             if prediction.label == task and index < len(scores):
                 psnr, ssim = scores[index]
             else:  # "clean": left as it is, as restore --degradation auto leaves it
-                output = degraded if prediction.label == CLEAN else restore(
-                    model, degraded.to(device), prompt_of(prediction.label), tile=tile,
-                    overlap=overlap, amp=amp)
+                output = restore_as(model, degraded, prediction.label, prompt_of, device,
+                                    tile=tile, overlap=overlap, amp=amp)
                 metrics = compute_metrics(output.cpu(), clean, quantize=quantize)
                 psnr, ssim = metrics.psnr, metrics.ssim
             result.images.append(BlindImage(str(image_name), prediction.label,

@@ -46,18 +46,17 @@ def full_fp32(device_type: str) -> Iterator[None]:
             matmul.allow_tf32 = True
 
 
-def set_backend_precision(tf32: bool, cudnn_benchmark: bool) -> dict[str, bool]:
+def set_backend_precision(tf32: bool, cudnn_benchmark: bool) -> None:
     """Set PyTorch's global precision switches explicitly (not left to its version's defaults).
 
     ``tf32``: fp32 matmuls and cuDNN convolutions may use TF32 on Ampere and later (10-bit
     mantissa; faster, changes values by rounding only). ``cudnn_benchmark``: let cuDNN time its
     algorithms and keep the fastest per input shape (again rounding only; pays off with fixed
     training crops, not with the protocol's varying test sizes). The DGM scores ignore both
-    (``full_fp32``). Returns what was set.
+    (``full_fp32``).
     """
     # the long-standing flags: torch.export reads them, and mixing in the newer fp32_precision
     # API makes that read fail
     torch.backends.cuda.matmul.allow_tf32 = tf32
     torch.backends.cudnn.allow_tf32 = tf32
     torch.backends.cudnn.benchmark = cudnn_benchmark
-    return {"tf32": tf32, "cudnn_benchmark": cudnn_benchmark}

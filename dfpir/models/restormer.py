@@ -180,14 +180,15 @@ def head_attention_logits(
     eps = 1e-12  # F.normalize's; clamping the squares keeps the gradient of a zero row finite
     nq = sum_of_squares(qf).clamp_min(eps * eps).sqrt()
     nk = sum_of_squares(kf).clamp_min(eps * eps).sqrt()
-    if low_precision(q):
+    half = low_precision(q)
+    if half:
         # 16-bit: normalise first (|q.k| <= 1 then, where the raw dot products of a large
         # image overflow fp16), with fp32 norms; the GEMM accumulates in fp32, the logits are
         # returned in fp32 so the top-K choice is made on them, not on 8-bit mantissas.
         qf = (qf.float() / nq[..., None]).to(qf.dtype)
         kf = (kf.float() / nk[..., None]).to(kf.dtype)
     dots = _head_blocks(torch.matmul(qf, kf.transpose(1, 2)), b, heads, c)
-    if low_precision(q):
+    if half:
         return dots.float() * temperature
     nq, nk = nq.view(b, heads, c, 1), nk.view(b, heads, 1, c)
     return dots / (nq * nk).to(dots.dtype) * temperature

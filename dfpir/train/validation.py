@@ -11,8 +11,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Subset
 
+from ..blind.api import restore_as
 from ..config import EvalConfig
-from ..config.classifier import CLEAN
 from ..eval.loop import restored_images
 from ..eval.metrics import psnr, ssim
 from ..prompts import PromptBank
@@ -66,12 +66,10 @@ def validate(model: torch.nn.Module, test_sets: dict[str, Dataset], bank: Prompt
             if classifier is not None:
                 predicted = classifier.predict(degraded).label
                 sums["accuracy"] += float(predicted == task)
-                if predicted == CLEAN:  # left as it is, as restore -d auto does
-                    blind = _hwc(degraded)
-                    scores = psnr(blind, target), ssim(blind, target)
-                elif predicted != task:
-                    blind = _hwc(restore(model, degraded.to(device), bank(predicted, device),
-                                         tile=eval_cfg.tile, overlap=eval_cfg.tile_overlap))
+                if predicted != task:  # "clean": left as it is, as restore -d auto does
+                    blind = _hwc(restore_as(model, degraded, predicted,
+                                            lambda t: bank(t, device), device,
+                                            tile=eval_cfg.tile, overlap=eval_cfg.tile_overlap))
                     scores = psnr(blind, target), ssim(blind, target)
                 sums["blind_psnr"] += scores[0]
                 sums["blind_ssim"] += scores[1]
