@@ -52,6 +52,8 @@ def test_full_disk_names_the_path(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("argv", [
     ["train", "--config", "configs/demo.yaml", "--run-dir", "{file}"],
+    ["train", "--config", "configs/demo.yaml", "--run-dir", "{tmp}/run",
+     "--set", "data.cache_dir={file}"],
     ["eval", "--config", "configs/demo.yaml", "--ckpt", "{missing}", "--out", "{file}"],
     ["export", "--ckpt", "{missing}", "--out", "{file}"],
     ["rank", "{tmp}", "--out", "{file}/table.md"],

@@ -63,6 +63,8 @@ def run(args: argparse.Namespace) -> int:
            else stored_config(args.run_dir, overrides))
     run_dir = Path(args.run_dir or Path(cfg.output_dir) / cfg.name)
     check_output_place(run_dir, "dir", "--run-dir" if args.run_dir else "output_dir/name")
+    if cfg.data.cache_dir:  # the decode cache is written during training (on by default)
+        check_output_place(cfg.data.cache_dir, "dir", "data.cache_dir")
     done = finished_stages(run_dir) if resume else None
     if done is not None and done >= len(cfg.train.stages):
         print(f"the run in {run_dir} had finished (all {done} stage(s), final results in "
