@@ -106,3 +106,28 @@ def test_demo_table_is_copied_between_the_markers(tmp_path):
         copier.replace_block(target.read_text(), block, target)
     with pytest.raises(DfpirError, match="expected one"):
         copier.replace_block("no markers", block, tmp_path / "page.md")
+
+
+def test_demo_copy_writes_the_table_and_the_figure_of_the_run(tmp_path, monkeypatch, capsys):
+    import copy_demo_results as copier
+
+    from dfpir.errors import DfpirError
+    pages = [tmp_path / "README.md", tmp_path / "getting_started.md"]
+    for page in pages:
+        page.write_text(f"top\n{copier.START}\nold\n{copier.END}\n")
+    figure = tmp_path / "figures" / "demo_comparison.png"
+    figure.parent.mkdir()
+    monkeypatch.setattr(copier, "ROOT", tmp_path)
+    monkeypatch.setattr(copier, "TARGETS", tuple(pages))
+    monkeypatch.setattr(copier, "FIGURE", figure)
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "final_results.md").write_text("| test set | gain |\n|---|---|\n| derain | +5.72 |\n")
+    args = copier.build_parser().parse_args(["--run", str(run), "--machine", "a test machine"])
+    with pytest.raises(DfpirError, match="no comparison.png"):  # checked before anything is written
+        copier.copy(args)
+    assert all("old" in page.read_text() for page in pages) and not figure.exists()
+    (run / "comparison.png").write_bytes(b"\x89PNG figure bytes")
+    assert copier.copy(args) == 0
+    assert all("| derain | +5.72 |" in page.read_text() for page in pages)
+    assert figure.read_bytes() == b"\x89PNG figure bytes"

@@ -1,6 +1,7 @@
 """Copy the table the demo printed (``<run>/final_results.md``) into README.md and
-docs/getting_started.md, between the ``demo-results`` markers, with the machine it ran on, so
-the documented numbers are the ones the code wrote, never typed by hand.
+docs/getting_started.md, between the ``demo-results`` markers, with the machine it ran on, and
+its figure (``<run>/comparison.png``) to docs/figures/demo_comparison.png, so the documented
+numbers and picture are the ones the code wrote, never typed or chosen by hand.
 
     python tools/copy_demo_results.py --run runs/demo --machine "2-core x86_64 Xeon, no GPU"
 """
@@ -17,6 +18,7 @@ from dfpir.errors import DfpirError
 
 ROOT = Path(__file__).resolve().parents[1]
 TARGETS = (ROOT / "README.md", ROOT / "docs" / "getting_started.md")
+FIGURE = ROOT / "docs" / "figures" / "demo_comparison.png"  # the README's picture
 START, END = "<!-- demo-results:start -->", "<!-- demo-results:end -->"
 BLOCK = re.compile(re.escape(START) + r".*?" + re.escape(END), re.S)
 
@@ -45,8 +47,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def copy(args: argparse.Namespace) -> int:
     results = Path(args.run) / "final_results.md"
-    if not results.is_file():
-        raise DfpirError(f"--run {args.run}: no final_results.md there (run the demo first)")
+    figure = Path(args.run) / "comparison.png"
+    for needed in (results, figure):
+        if not needed.is_file():
+            raise DfpirError(f"--run {args.run}: no {needed.name} there (run the demo first)")
     if not args.machine.strip():
         raise DfpirError("--machine: expected the machine in words, got an empty string")
     block = demo_block(results, args.machine.strip())
@@ -54,6 +58,8 @@ def copy(args: argparse.Namespace) -> int:
     for path, text in new.items():
         path.write_text(text)
         print(f"wrote {path.relative_to(ROOT)}")
+    FIGURE.write_bytes(figure.read_bytes())
+    print(f"wrote {FIGURE.relative_to(ROOT)}")
     return 0
 
 
