@@ -78,6 +78,17 @@ def test_shown_command_uses_existing_options(page, command):
     assert used <= known, f"{page}: {command!r}: no option {sorted(used - known)} in dfpir {name}"
 
 
+def test_readme_links_and_images_point_at_files():
+    """README.md is read on GitHub and PyPI, outside the MkDocs build that checks docs/ links:
+    every relative link or image in it must name a file of the checkout (CI clones one)."""
+    text = (ROOT / "README.md").read_text()
+    targets = re.findall(r"\]\(([^)\s]+)\)", text)
+    local = [t.split("#")[0] for t in targets if not re.match(r"[a-z]+:|#", t)]
+    assert local, "README.md should link into docs/"
+    missing = [t for t in local if not (ROOT / t).exists()]
+    assert not missing, f"README.md links to files that are not there: {missing}"
+
+
 def test_cli_reference_is_current():
     """docs/cli.md lists every option of every command; with the Python that generated it, it is
     exactly what the parsers print (argparse's layout differs between Python versions)."""
@@ -131,3 +142,15 @@ def test_demo_copy_writes_the_table_and_the_figure_of_the_run(tmp_path, monkeypa
     assert copier.copy(args) == 0
     assert all("| derain | +5.72 |" in page.read_text() for page in pages)
     assert figure.read_bytes() == b"\x89PNG figure bytes"
+    other = tmp_path / "other_run"  # a second run of the same config, on another machine
+    other.mkdir()
+    (other / "final_results.md").write_text("| test set | gain |\n|---|---|\n| derain | +5.10 |\n")
+    both = copier.build_parser().parse_args(["--run", str(run), "--machine", "machine A",
+                                             "--run", str(other), "--machine", "machine B"])
+    assert copier.copy(both) == 0
+    text = pages[0].read_text()
+    assert text.index("machine A") < text.index("+5.72") < text.index("machine B") < text.index("+5.10")
+    one_machine = copier.build_parser().parse_args(["--run", str(run), "--run", str(other),
+                                                    "--machine", "machine A"])
+    with pytest.raises(DfpirError, match="one per --run"):
+        copier.copy(one_machine)

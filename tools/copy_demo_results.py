@@ -4,6 +4,7 @@ its figure (``<run>/comparison.png``) to docs/figures/demo_comparison.png, so th
 numbers and picture are the ones the code wrote, never typed or chosen by hand.
 
     python tools/copy_demo_results.py --run runs/demo --machine "2-core x86_64 Xeon, no GPU"
+        [--run runs/demo_amd --machine "2-core AMD EPYC, no GPU"]
 """
 
 from __future__ import annotations
@@ -23,11 +24,14 @@ START, END = "<!-- demo-results:start -->", "<!-- demo-results:end -->"
 BLOCK = re.compile(re.escape(START) + r".*?" + re.escape(END), re.S)
 
 
-def demo_block(results: Path, machine: str) -> str:
-    """The Markdown put between the markers: where it came from, then the table verbatim."""
-    table = results.read_text().strip()
-    return (f"{START}\n<!-- copied by tools/copy_demo_results.py from {results.name}; "
-            f"do not edit -->\nMeasured on {machine}:\n\n{table}\n{END}")
+def demo_block(results: Path | list[Path], machine: str | list[str]) -> str:
+    """The Markdown put between the markers: for each run, where it came from, then its table
+    verbatim (the first run is the one whose figure is copied)."""
+    runs = list(zip([results] if isinstance(results, Path) else results,
+                    [machine] if isinstance(machine, str) else machine))
+    parts = [f"Measured on {where}:\n\n{path.read_text().strip()}" for path, where in runs]
+    return (f"{START}\n<!-- copied by tools/copy_demo_results.py from {runs[0][0].name}; "
+            f"do not edit -->\n" + "\n\n".join(parts) + f"\n{END}")
 
 
 def replace_block(text: str, block: str, where: Path) -> str:
@@ -40,20 +44,27 @@ def replace_block(text: str, block: str, where: Path) -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--run", required=True, help="the demo's run folder (has final_results.md)")
-    parser.add_argument("--machine", required=True, help="the machine the demo ran on, in words")
+    parser.add_argument("--run", required=True, action="append",
+                        help="the demo's run folder (has final_results.md); repeat it for runs "
+                             "of the same config on other machines, the first run's figure is "
+                             "copied")
+    parser.add_argument("--machine", required=True, action="append",
+                        help="the machine the demo ran on, in words; one per --run")
     return parser
 
 
 def copy(args: argparse.Namespace) -> int:
-    results = Path(args.run) / "final_results.md"
-    figure = Path(args.run) / "comparison.png"
-    for needed in (results, figure):
+    if len(args.run) != len(args.machine):
+        raise DfpirError(f"--machine: expected one per --run ({len(args.run)}), "
+                         f"got {len(args.machine)}")
+    results = [Path(run) / "final_results.md" for run in args.run]
+    figure = Path(args.run[0]) / "comparison.png"
+    for run, needed in [*zip(args.run, results), (args.run[0], figure)]:
         if not needed.is_file():
-            raise DfpirError(f"--run {args.run}: no {needed.name} there (run the demo first)")
-    if not args.machine.strip():
+            raise DfpirError(f"--run {run}: no {needed.name} there (run the demo first)")
+    if not all(machine.strip() for machine in args.machine):
         raise DfpirError("--machine: expected the machine in words, got an empty string")
-    block = demo_block(results, args.machine.strip())
+    block = demo_block(results, [machine.strip() for machine in args.machine])
     new = {path: replace_block(path.read_text(), block, path) for path in TARGETS}  # check all first
     for path, text in new.items():
         path.write_text(text)
