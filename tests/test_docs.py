@@ -108,7 +108,7 @@ def test_demo_table_is_copied_between_the_markers(tmp_path):
     from dfpir.errors import DfpirError
     results = tmp_path / "final_results.md"
     results.write_text("| test set | gain |\n|---|---|\n| derain | +5.72 |\n")
-    block = copier.demo_block(results, "a 2-core test machine")
+    block = copier.demo_block([(results, "a 2-core test machine")])
     page = f"intro\n{copier.START}\nold table\n{copier.END}\noutro\n"
     new = copier.replace_block(page, block, tmp_path / "page.md")
     assert "| derain | +5.72 |" in new and "old table" not in new
@@ -119,7 +119,7 @@ def test_demo_table_is_copied_between_the_markers(tmp_path):
         copier.replace_block("no markers", block, tmp_path / "page.md")
 
 
-def test_demo_copy_writes_the_table_and_the_figure_of_the_run(tmp_path, monkeypatch, capsys):
+def test_demo_copy_writes_the_table_and_the_figure_of_the_run(tmp_path, monkeypatch):
     import copy_demo_results as copier
 
     from dfpir.errors import DfpirError

@@ -24,12 +24,10 @@ START, END = "<!-- demo-results:start -->", "<!-- demo-results:end -->"
 BLOCK = re.compile(re.escape(START) + r".*?" + re.escape(END), re.S)
 
 
-def demo_block(results: Path | list[Path], machine: str | list[str]) -> str:
-    """The Markdown put between the markers: for each run, where it came from, then its table
-    verbatim (the first run is the one whose figure is copied)."""
-    runs = list(zip([results] if isinstance(results, Path) else results,
-                    [machine] if isinstance(machine, str) else machine))
-    parts = [f"Measured on {where}:\n\n{path.read_text().strip()}" for path, where in runs]
+def demo_block(runs: list[tuple[Path, str]]) -> str:
+    """The Markdown put between the markers: for each (final_results.md, machine) pair, where it
+    came from, then its table verbatim."""
+    parts = [f"Measured on {machine}:\n\n{path.read_text().strip()}" for path, machine in runs]
     return (f"{START}\n<!-- copied by tools/copy_demo_results.py from {runs[0][0].name}; "
             f"do not edit -->\n" + "\n\n".join(parts) + f"\n{END}")
 
@@ -64,7 +62,7 @@ def copy(args: argparse.Namespace) -> int:
             raise DfpirError(f"--run {run}: no {needed.name} there (run the demo first)")
     if not all(machine.strip() for machine in args.machine):
         raise DfpirError("--machine: expected the machine in words, got an empty string")
-    block = demo_block(results, [machine.strip() for machine in args.machine])
+    block = demo_block([(path, machine.strip()) for path, machine in zip(results, args.machine)])
     new = {path: replace_block(path.read_text(), block, path) for path in TARGETS}  # check all first
     for path, text in new.items():
         path.write_text(text)
