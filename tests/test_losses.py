@@ -1,4 +1,5 @@
-"""Training losses: the paper's mean L1 and the demo's opt-in input-normalised loss."""
+"""Training losses: the paper's mean L1, the squared error, the demo's PSNR loss and the opt-in
+input-normalised loss."""
 
 from __future__ import annotations
 
@@ -8,7 +9,12 @@ import pytest
 import torch
 
 from dfpir.config import ExperimentConfig
-from dfpir.train.losses import input_normalised_loss, per_sample_loss, training_loss
+from dfpir.train.losses import (
+    compute_loss,
+    input_normalised_loss,
+    per_sample_loss,
+    training_loss,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -83,6 +89,51 @@ def test_clean_input_is_floored_not_divided_by_zero():
     assert torch.isfinite(loss)
 
 
+def test_psnr_loss_is_minus_each_items_psnr():
+    restored, clean, _ = _batch()
+    per = per_sample_loss("psnr", restored, clean, floor=1e-12)
+    squared = ((restored.double() - clean.double()) ** 2).flatten(1).mean(1)
+    expected = -10 * torch.log10(1 / squared)
+    # fp32 squares summed over 192 values: relative error ~1e-6, i.e. ~5e-6 dB; 1e-4 dB is safe
+    assert torch.allclose(per.double(), expected, atol=1e-4, rtol=0)
+    assert torch.allclose(compute_loss("psnr", restored, clean, 1e-12), per.mean())
+
+
+def test_psnr_loss_weighs_each_item_by_its_own_error():
+    # the gradient of 10 log10(mse) is the squared error's divided by mse: an item with 10x
+    # less error gets a gradient 10x larger per unit of error, so every item counts per dB
+    restored, clean, degraded = _batch()
+    restored.requires_grad_(True)
+    training_loss("psnr", "none", restored, clean, degraded, psnr_floor=1e-12).backward()
+    error = (restored - clean).detach().flatten(1)
+    grad = restored.grad.flatten(1)
+    squared = (error.double() ** 2).mean(1)
+    # d/d(restored) = (10 / ln 10) / N * 2 error / (P mse): the ratio grad / error is 1 / mse
+    ratio = (grad.double() / error.double()).mean(1)
+    expected = (10 / torch.log(torch.tensor(10.0, dtype=torch.float64)) / 4 * 2
+                / error.shape[1] / squared)
+    assert torch.allclose(ratio, expected, rtol=1e-4)
+    assert ratio[1:].min() > 50 * ratio[0]  # item 0's error is 10x the others'
+
+
+def test_psnr_loss_floor_caps_a_perfect_crop():
+    clean = torch.rand(2, 3, 4, 4)
+    loss = per_sample_loss("psnr", clean.clone(), clean, floor=1e-4)
+    assert torch.allclose(loss, torch.full((2,), -40.0))
+
+
+def test_psnr_loss_config_is_checked():
+    from dfpir.config import TrainConfig
+
+    with pytest.raises(ValueError, match="loss_weighting must be 'none' with loss 'psnr'"):
+        TrainConfig(loss="psnr", loss_weighting="input")
+    with pytest.raises(ValueError, match="psnr_loss_floor must be a number > 0"):
+        TrainConfig(loss="psnr", psnr_loss_floor=0.0)
+    restored, clean, degraded = _batch()
+    with pytest.raises(ValueError, match="not 'psnr'"):
+        input_normalised_loss("psnr", restored, clean, degraded)
+
+
 def test_unknown_weighting_or_loss_is_refused():
     restored, clean, degraded = _batch()
     with pytest.raises(ValueError, match="loss_weighting"):
@@ -103,16 +154,20 @@ def test_trainer_uses_the_configured_weighting(tmp_path, monkeypatch):
     first: dict[str, float] = {}
     original = Trainer._step
 
-    for weighting in ("none", "input"):
-        def record(self, *args, _w=weighting):
+    for loss, weighting in (("mse", "none"), ("mse", "input"), ("psnr", "none")):
+        def record(self, *args, _w=f"{loss}_{weighting}"):
             first.setdefault(_w, original(self, *args))
             raise OneStep  # one step is enough
 
         monkeypatch.setattr(Trainer, "_step", record)
         cfg = load_config(ROOT / "configs" / "demo.yaml",
-                          TINY + [f"train.loss_weighting={weighting}"])
+                          TINY + [f"train.loss={loss}", f"train.loss_weighting={weighting}"])
         with pytest.raises(OneStep):
-            Trainer(cfg, tmp_path / weighting).run()
+            Trainer(cfg, tmp_path / f"{loss}_{weighting}").run()
+    first["none"], first["input"] = first.pop("mse_none"), first.pop("mse_input")
+    # minus the mean PSNR of the crops: the degraded inputs of the mix are at 12-35 dB, and the
+    # untrained network's outputs are of that order (floor: -40)
+    assert -40 <= first["psnr_none"] < -5
     # same seed, same model and batch: the normalised loss divides each crop's error by its
     # input's error, which is under 0.2 for rain and haze, so it is over 5 times the plain one
     assert 0 < first["none"] < 0.3

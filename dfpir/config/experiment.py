@@ -43,7 +43,7 @@ __all__ = [
     "save_config",
 ]
 
-Loss = Literal["l1", "charbonnier", "mse"]
+Loss = Literal["l1", "charbonnier", "mse", "psnr"]
 LossWeighting = Literal["none", "input"]
 Scheduler = Literal["cosine", "constant"]
 SchedulerStep = Literal["epoch", "iteration"]
@@ -102,7 +102,8 @@ class TrainConfig:
     """Optimisation, schedule, precision, logging and checkpointing."""
 
     stages: list[StageConfig] = field(default_factory=_paper_stages)
-    loss: Loss = "l1"  # l1 (the paper) | charbonnier | mse
+    loss: Loss = "l1"  # l1 (the paper) | charbonnier | mse | psnr (-PSNR of each crop)
+    psnr_loss_floor: float = 1.0e-4  # loss psnr: 10 log10(mse + floor); 1e-4 caps it at 40 dB
     loss_weighting: LossWeighting = "none"  # none (the paper) | input: loss / its input's loss
     betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
     weight_decay: float = 0.0
@@ -149,6 +150,11 @@ class TrainConfig:
                              f"{len(self.stages)} stage(s) and no epochs to train")
         if len(self.betas) != 2 or not all(0.0 <= b < 1.0 for b in self.betas):
             raise ValueError(f"betas must be two numbers in [0, 1), got {self.betas}")
+        if not (self.psnr_loss_floor > 0 and math.isfinite(self.psnr_loss_floor)):
+            raise ValueError(f"psnr_loss_floor must be a number > 0, got {self.psnr_loss_floor}")
+        if self.loss == "psnr" and self.loss_weighting != "none":
+            raise ValueError("loss_weighting must be 'none' with loss 'psnr' (a crop's PSNR "
+                             f"is already relative to its own error), got {self.loss_weighting!r}")
         for name in ("weight_decay", "eta_min", "grad_clip"):
             value = getattr(self, name)
             if not (value >= 0 and math.isfinite(value)):

@@ -78,7 +78,7 @@ class TrainerCheckpoints:
         try:
             with torch.autocast(self.ctx.device.type, dtype=torch.bfloat16, enabled=t.bf16):
                 restored = self.model(degraded, self.bank(tasks, self.ctx.device))
-            return float(compute_loss(t.loss, restored.float(), clean))
+            return float(compute_loss(t.loss, restored.float(), clean, t.psnr_loss_floor))
         finally:
             self.model.train(was_training)
 

@@ -1,5 +1,5 @@
-"""Training losses: the paper's L1, the demo's mean squared error, and an opt-in per-sample
-normalisation (measured on the demo: it did not help, see docs/demo_experiments.md)."""
+"""Training losses: the paper's L1, the squared error, the demo's PSNR loss, and an opt-in
+per-sample normalisation (measured on the demo: it did not help, see docs/demo_experiments.md)."""
 
 from __future__ import annotations
 
@@ -12,15 +12,25 @@ from ..config import Loss, LossWeighting
 
 LOSSES: tuple[str, ...] = get_args(Loss)  # the config's choices (``train.loss``)
 LOSS_WEIGHTINGS: tuple[str, ...] = get_args(LossWeighting)  # ``train.loss_weighting``
+PSNR_LOSS_FLOOR = 1e-4  # ``train.psnr_loss_floor``'s default: a crop counts up to 40 dB
 
 
-def per_sample_loss(kind: str, restored: torch.Tensor, clean: torch.Tensor) -> torch.Tensor:
+def per_sample_loss(kind: str, restored: torch.Tensor, clean: torch.Tensor,
+                    floor: float = PSNR_LOSS_FLOOR) -> torch.Tensor:
     """The loss of each item of a batch (shape ``[N]``).
 
-    'l1' (the paper), 'charbonnier' or 'mse'. Why 'mse': the demo's rain adds sparse streaks,
-    and under L1 the identity is a stationary point for sparse errors (the median of each
-    pixel's error is zero), so rain was never learned; the squared error is PSNR's own loss.
+    'l1' (the paper), 'charbonnier', 'mse' or 'psnr'. Why 'mse': the demo's rain adds sparse
+    streaks, and under L1 the identity is a stationary point for sparse errors (the median of
+    each pixel's error is zero), so rain was never learned; the squared error is PSNR's own
+    loss. 'psnr' is minus each item's PSNR, ``10 log10(mse + floor)`` (HINet's PSNR loss with a
+    floor): its gradient is the squared error's divided by the item's own error, so a crop of
+    a mild degradation (blur, 33 dB) weighs as much per dB as one of a strong one (low light,
+    12 dB), where the plain mean spends the model on the strong ones; ``floor`` stops almost
+    perfect crops (flat or black regions) from taking over.
     """
+    if kind == "psnr":
+        squared = ((restored - clean) ** 2).flatten(1).mean(1)
+        return 10.0 * torch.log10(squared + floor)
     if kind == "l1":
         error = (restored - clean).abs()
     elif kind == "charbonnier":
@@ -32,11 +42,12 @@ def per_sample_loss(kind: str, restored: torch.Tensor, clean: torch.Tensor) -> t
     return error.flatten(1).mean(1)
 
 
-def compute_loss(kind: str, restored: torch.Tensor, clean: torch.Tensor) -> torch.Tensor:
-    """The batch loss of the paper: the mean over every pixel."""
+def compute_loss(kind: str, restored: torch.Tensor, clean: torch.Tensor,
+                 floor: float = PSNR_LOSS_FLOOR) -> torch.Tensor:
+    """The batch loss: the mean over every pixel (the paper's), or over the items for 'psnr'."""
     if kind == "l1":
         return F.l1_loss(restored, clean)
-    return per_sample_loss(kind, restored, clean).mean()
+    return per_sample_loss(kind, restored, clean, floor).mean()
 
 
 def input_normalised_loss(kind: str, restored: torch.Tensor, clean: torch.Tensor,
@@ -52,6 +63,9 @@ def input_normalised_loss(kind: str, restored: torch.Tensor, clean: torch.Tensor
     Not in the paper; opt in with ``train.loss_weighting: input``. On the demo it slowed every
     task (docs/demo_experiments.md), so nothing uses it by default.
     """
+    if kind == "psnr":
+        raise ValueError("the input-normalised loss needs loss 'l1', 'charbonnier' or 'mse', "
+                         "not 'psnr' (a PSNR is already relative to its item's own error)")
     if floor is None:  # an error of 0.01 of the [0, 1] range, in the loss's own units
         floor = 1e-4 if kind == "mse" else 0.01
     ours = per_sample_loss(kind, restored, clean)
@@ -61,10 +75,10 @@ def input_normalised_loss(kind: str, restored: torch.Tensor, clean: torch.Tensor
 
 
 def training_loss(kind: str, weighting: str, restored: torch.Tensor, clean: torch.Tensor,
-                  degraded: torch.Tensor) -> torch.Tensor:
+                  degraded: torch.Tensor, psnr_floor: float = PSNR_LOSS_FLOOR) -> torch.Tensor:
     """The loss the trainer minimises: ``weighting`` 'none' (the paper) or 'input'."""
     if weighting == "none":
-        return compute_loss(kind, restored, clean)
+        return compute_loss(kind, restored, clean, psnr_floor)
     if weighting == "input":
         return input_normalised_loss(kind, restored, clean, degraded)
     raise ValueError(f"train.loss_weighting must be one of {LOSS_WEIGHTINGS}, got {weighting!r}")

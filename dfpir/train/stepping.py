@@ -95,7 +95,8 @@ class TrainerStepping:
         prompts = torch.stack([self._prompt_rows[task] for task in tasks])
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=t.bf16):
             restored = self.net(degraded, prompts)
-        loss = training_loss(t.loss, t.loss_weighting, restored.float(), clean, degraded)
+        loss = training_loss(t.loss, t.loss_weighting, restored.float(), clean, degraded,
+                             t.psnr_loss_floor)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         grads = [q.grad for q in self.model.parameters() if q.grad is not None]
