@@ -8,11 +8,11 @@ from typing import get_args
 import torch
 import torch.nn.functional as F
 
-from ..config import Loss, LossWeighting
+from ..config import Loss, LossWeighting, TrainConfig
 
 LOSSES: tuple[str, ...] = get_args(Loss)  # the config's choices (``train.loss``)
 LOSS_WEIGHTINGS: tuple[str, ...] = get_args(LossWeighting)  # ``train.loss_weighting``
-PSNR_LOSS_FLOOR = 1e-4  # ``train.psnr_loss_floor``'s default: a crop counts up to 40 dB
+PSNR_LOSS_FLOOR: float = TrainConfig.psnr_loss_floor  # the config's default (40 dB)
 
 
 def per_sample_loss(kind: str, restored: torch.Tensor, clean: torch.Tensor,
@@ -29,8 +29,7 @@ def per_sample_loss(kind: str, restored: torch.Tensor, clean: torch.Tensor,
     perfect crops (flat or black regions) from taking over.
     """
     if kind == "psnr":
-        squared = ((restored - clean) ** 2).flatten(1).mean(1)
-        return 10.0 * torch.log10(squared + floor)
+        return 10.0 * torch.log10(per_sample_loss("mse", restored, clean) + floor)
     if kind == "l1":
         error = (restored - clean).abs()
     elif kind == "charbonnier":
