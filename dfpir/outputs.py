@@ -1,20 +1,38 @@
-"""One check of every place a command writes to, made before any work: it exists as the right
-kind (folder or file), can be written and has room for a probe file. Nothing is created: the
-probe goes in the nearest existing folder and is deleted at once."""
+"""The places a command writes to, checked before any work, and the one naming rule for results.
+
+``check_output_place``: the place exists as the right kind (folder or file), its names fit the
+file system, it can be written and has room for a probe file. Nothing is created: the probe goes
+in the nearest existing folder and is deleted at once.
+
+The rule for results: a command never writes over a file that existed before it started unless
+the user says ``--overwrite``. A file the user named (``claim_file``) or a set of fixed result
+names (``claim_names``) that already exists is an error; a name the command makes itself
+(``unique_path``) steps to ``_2``, ``_3``... past every existing file and every name this run
+has already given out."""
 
 from __future__ import annotations
 
 import errno
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Literal
 
 from .errors import OutputPlaceError, OutputWriteError
 
-__all__ = ["check_output_place", "writing_to"]
+__all__ = [
+    "check_name_lengths",
+    "check_output_place",
+    "claim_file",
+    "claim_names",
+    "free_folder",
+    "place_key",
+    "reserve",
+    "unique_path",
+    "writing_to",
+]
 
 #: The errors of a write that a full disk (or quota) causes.
 FULL = (errno.ENOSPC, errno.EDQUOT)
@@ -25,16 +43,44 @@ PROBE_BYTES = 4096
 
 def _nearest_existing(path: Path) -> Path:
     for place in (path, *path.parents):
-        if place.exists() or place.is_symlink():
-            return place
+        try:
+            if place.exists() or place.is_symlink():
+                return place
+        except OSError:  # a name too long to even look up: its parent, then
+            continue
     return Path(".")
+
+
+def _limit(place: Path, name: str, default: int) -> int:
+    try:
+        return os.pathconf(place, name)
+    except (OSError, ValueError):
+        return default
+
+
+def check_name_lengths(path: str | os.PathLike, flag: str) -> Path:
+    """Raise ``OutputPlaceError`` naming ``flag`` when a part of ``path`` is longer than the
+    file system allows (usually 255 bytes a name, 4096 a path), before anything is written."""
+    path = Path(path)
+    base = _nearest_existing(path.absolute().parent)
+    name_max = _limit(base, "PC_NAME_MAX", 255)
+    for part in path.parts:
+        if len(os.fsencode(part)) > name_max:
+            raise OutputPlaceError(f"{flag} {path}: the name {part[:40]}... is "
+                                   f"{len(os.fsencode(part))} bytes long; the file system allows "
+                                   f"{name_max}; choose a shorter name")
+    path_max = _limit(base, "PC_PATH_MAX", 4096)
+    if len(os.fsencode(str(path.absolute()))) >= path_max:
+        raise OutputPlaceError(f"{flag} {path}: the path is longer than the file system allows "
+                               f"({path_max} bytes); choose a shorter one")
+    return path
 
 
 def check_output_place(path: str | os.PathLike, kind: Literal["dir", "file"], flag: str) -> Path:
     """Raise ``OutputPlaceError`` naming ``flag`` and ``path`` unless results can be written
     there: ``kind`` ``"dir"`` (a folder, made later if missing) or ``"file"`` (a file, maybe
     replaced). Returns the path."""
-    path = Path(path)
+    path = check_name_lengths(path, flag)
     if kind == "dir" and path.exists() and not path.is_dir():
         raise OutputPlaceError(f"{flag} {path} is an existing file (or FIFO/device); expected "
                                "a folder")
@@ -77,3 +123,83 @@ def writing_to(path: str | os.PathLike, flag: str) -> Iterator[None]:
         raise OutputWriteError(
             f"{flag} {path}: the disk (or quota) filled up{failed}; the files written before "
             "are kept. Free some space or choose another place, then run it again") from None
+
+
+def claim_file(path: str | os.PathLike, flag: str, overwrite: bool = False,
+               suffix: str | None = None) -> Path:
+    """A result file the user named: checked as ``check_output_place`` does, with the ending
+    ``suffix`` when given, and refused when it exists unless ``overwrite``."""
+    path = Path(path)
+    if suffix is not None and path.suffix.lower() != suffix:
+        raise OutputPlaceError(f"{flag} {path}: expected a file name ending in {suffix}")
+    check_output_place(path, "file", flag)
+    if (path.exists() or path.is_symlink()) and not overwrite:
+        raise OutputPlaceError(f"{flag} {path} exists; give --overwrite to replace it, or "
+                               "another name")
+    return path
+
+
+def claim_names(folder: str | os.PathLike, names: Iterable[str], flag: str,
+                overwrite: bool = False) -> Path:
+    """A results folder with fixed file names: checked as ``check_output_place`` does, and
+    refused when it already holds one of ``names`` unless ``overwrite``."""
+    folder = check_output_place(folder, "dir", flag)
+    held = sorted(n for n in names if (folder / n).exists() or (folder / n).is_symlink())
+    if held and not overwrite:
+        raise OutputPlaceError(f"{flag} {folder} already holds {', '.join(held[:4])}"
+                               + (" ..." if len(held) > 4 else "")
+                               + "; give --overwrite to replace them, or another folder")
+    return folder
+
+
+def free_folder(path: str | os.PathLike) -> Path:
+    """``path``, or ``<path>_2``, ``<path>_3``...: the first that does not exist or is an empty
+    folder (a default results folder that never lands on an earlier run's results)."""
+    path = Path(path)
+    candidate, n = path, 1
+    while candidate.exists() and not (candidate.is_dir() and not any(candidate.iterdir())):
+        n += 1
+        candidate = path.with_name(f"{path.name}_{n}")
+    return candidate
+
+
+def place_key(path: Path) -> str:
+    """One key per place on disk: links resolved, case folded (for case-folding file systems)."""
+    return os.path.realpath(path).lower()
+
+
+def _exists_any_case(path: Path) -> bool:
+    if path.exists() or path.is_symlink():
+        return True
+    try:
+        return path.name.lower() in {n.lower() for n in os.listdir(path.parent or ".")}
+    except OSError:
+        return False
+
+
+def unique_path(path: Path, taken: set[str], companions: Sequence[str] = (), *,
+                keep_existing: bool = True) -> Path:
+    """``path``, or ``<stem>_2<suffix>``, ``<stem>_3<suffix>``...: the first name that, with its
+    ``<stem><companion><suffix>`` files, is neither in ``taken`` nor, with ``keep_existing``,
+    an existing file (both compared case-insensitively, for case-folding file systems).
+    Reserves the names in ``taken``: one rule for every writer of results, so no result lands
+    on another or on a file that was there before."""
+    def names(p: Path) -> list[Path]:
+        return [p] + [p.with_name(f"{p.stem}{c}{p.suffix}") for c in companions]
+
+    def free(p: Path) -> bool:
+        return all(place_key(q) not in taken and not (keep_existing and _exists_any_case(q))
+                   for q in names(p))
+
+    candidate, n = path, 1
+    while not free(candidate):
+        n += 1
+        candidate = path.with_name(f"{path.stem}_{n}{path.suffix}")
+    taken.update(place_key(q) for q in names(candidate))
+    return candidate
+
+
+def reserve(paths: Iterable[Path], taken: set[str]) -> set[str]:
+    """Add ``paths`` (inputs, say) to ``taken``: ``unique_path`` never gives them out."""
+    taken.update(place_key(Path(p)) for p in paths)
+    return taken

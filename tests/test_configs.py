@@ -130,3 +130,12 @@ def test_set_indexes_into_lists():
 def test_set_rejects_a_bad_list_index(index):
     with pytest.raises(ConfigError, match="not an index of that list"):
         load_config(ROOT / "configs" / "demo.yaml", [f"train.stages.{index}.epochs=1"])
+
+
+@pytest.mark.parametrize("key", ["dist_timeout_s", "dist_wait_timeout_s"])
+@pytest.mark.parametrize("value", ["1e30", "1e12", "1e-9", "0"])
+def test_dist_timeouts_out_of_range_are_refused_when_read(key, value):
+    """torch overflows past about a year (OverflowError on every rank) and cannot even meet
+    its ranks in a nanosecond: both are config errors naming the key, before any rank starts."""
+    with pytest.raises(ConfigError, match=rf"train\.{key}: .*in \[1, "):
+        load_config(None, [f"train.{key}={value}"])

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import pickle
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -231,6 +232,60 @@ def test_cache_gives_identical_samples_and_reads_memory_maps(tmp_path):
         assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
     assert len(list((tmp_path / "cache").rglob("*.npy"))) == 4
     assert isinstance(cached.load(pairs[0].clean), np.memmap)
+
+
+def _disk_fills_after(monkeypatch, files: int) -> None:
+    """The cache's disk holds ``files`` files, then numpy's short write: part of the file is
+    written, then ``OSError: N requested and M written`` (no errno), as on a full disk."""
+    import dfpir.data.cache as cache_module
+
+    real_save, calls = np.save, []
+
+    def save(path, array):
+        calls.append(path)
+        if len(calls) > files:
+            Path(path).write_bytes(b"\x93NUMPY partial")
+            raise OSError(f"{array.nbytes} requested and 12 written")
+        real_save(path, array)
+
+    monkeypatch.setattr(cache_module.np, "save", save)
+
+
+def test_a_full_cache_disk_is_said_once_and_training_reads_on(tmp_path, monkeypatch, caplog):
+    """The cache is a speed-up: a full disk removes the partial file, says so once and the
+    images still load (decoded), equal to the uncached ones."""
+    from dfpir.data import ImageLoader, read_image
+
+    make_gopro_flat(tmp_path / "gopro", count=2)
+    pairs = find_pairs("deblur", [str(tmp_path / "gopro")])
+    cache = tmp_path / "cache"
+    _disk_fills_after(monkeypatch, files=1)
+    loaders = [ImageLoader(str(cache)), ImageLoader(str(cache))]  # as two loader workers
+    with caplog.at_level(logging.WARNING, logger="dfpir"):
+        for loader in loaders:
+            for pair in pairs:
+                for path in (pair.degraded, pair.clean):
+                    np.testing.assert_array_equal(loader(path), read_image(path))
+    said = [r.getMessage() for r in caplog.records if "decode cache" in r.getMessage()]
+    assert len(said) == 1 and "full" in said[0], said
+    assert not list(cache.rglob("*.tmp.npy"))
+    assert len(list(cache.rglob("*.npy"))) == 1  # what was cached before is still used
+
+
+def test_prepare_cache_on_a_full_disk_is_one_error_line(tmp_path, monkeypatch, capsys):
+    from dfpir.cli import prepare
+
+    make_gopro_flat(tmp_path / "gopro", count=2)
+    config = tmp_path / "c.yaml"
+    config.write_text(f"data:\n  data_root: {tmp_path}\n  test_sets: []\n  train_tasks:\n"
+                      "    - {task: deblur, roots: [gopro]}\n")
+    _disk_fills_after(monkeypatch, files=2)
+    cache = tmp_path / "cache"
+    assert prepare.main(["--cache", str(cache), "--config", str(config)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("error: --cache: cannot write the decode cache")
+    assert "Traceback" not in "\n".join(err)
+    assert not list(cache.rglob("*.tmp.npy")) and len(list(cache.rglob("*.npy"))) == 2
 
 
 def rain_and_noise_config(tmp_path, denoise_task: str, repeat: int) -> DataConfig:

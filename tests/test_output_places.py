@@ -119,3 +119,33 @@ def test_config_mistakes_are_errors_not_tracebacks(setting, expected, tmp_path, 
     err = capsys.readouterr().err
     assert err.startswith("error:") and expected in err and "Traceback" not in err, err
     assert not (tmp_path / "run").exists()
+
+
+LONG = "n" * 300  # over every common file system's 255-byte name limit
+
+
+@pytest.mark.parametrize("argv", [
+    ["train", "--config", "configs/demo.yaml", "--run-dir", "{tmp}/" + LONG],
+    ["train", "--config", "configs/demo.yaml", "--set", f"name={LONG}",
+     "--set", "output_dir={tmp}"],
+    ["train", "--config", "{tmp}/" + LONG],
+    ["train", "--resume", "--run-dir", "{tmp}/" + LONG],
+    ["eval", "--ckpt", "{tmp}/x.pt", "--out", "{tmp}/" + LONG + "/a"],
+    ["eval", "--ckpt", "{tmp}/" + LONG],
+    ["restore", "--ckpt", "{tmp}/x.pt", "-i", "{tmp}/" + LONG, "-d", "derain"],
+    ["restore", "--ckpt", "{tmp}/x.pt", "-i", "docs/figures/demo_comparison.png", "-o",
+     "{tmp}/" + LONG, "-d", "derain"],
+    ["export", "--ckpt", "{tmp}/x.pt", "--out", "{tmp}/" + LONG],
+])
+def test_names_too_long_are_one_error_line(argv, tmp_path, capsys, monkeypatch):
+    """A run name, --run-dir, --out or input longer than the file system allows: error:, exit
+    2, nothing created (was an OSError traceback, errno 36)."""
+    monkeypatch.chdir(tmp_path)
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    argv = [a.replace("{tmp}", str(tmp_path)).replace("configs/", f"{root}/configs/")
+            .replace("docs/", f"{root}/docs/") for a in argv]
+    assert dfpir(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) >= 1 and err[-1].startswith("error: ") and "long" in err[-1], err
+    assert "Traceback" not in "\n".join(err)
+    assert list(tmp_path.iterdir()) == []

@@ -99,9 +99,13 @@ def test_errors(tmp_path, ckpt, capsys):
     corrupt.write_bytes(b"\x00" * 64)
     assert main([*args, "--ckpt", str(corrupt), "-d", "derain"]) == 2
     assert "cannot read checkpoint" in capsys.readouterr().err
+    before = source.read_bytes()  # into the input's own folder: a new name, never the input
     assert main(["--input", str(tmp_path), "--out", str(tmp_path), "--ckpt", str(ckpt),
-                 "-d", "derain"]) == 2
-    assert "overwrite the input" in capsys.readouterr().err
+                 "-d", "derain", "--no-progress"]) == 0
+    assert source.read_bytes() == before and (tmp_path / "x_2.png").is_file()
+    assert main(["--input", str(source), "--out", str(source), "--ckpt", str(ckpt),
+                 "-d", "derain", "--overwrite"]) == 2
+    assert "is the input itself" in capsys.readouterr().err and source.read_bytes() == before
     empty = tmp_path / "empty"
     empty.mkdir()
     assert main(["--input", str(empty), "--ckpt", str(ckpt), "-d", "derain"]) == 2

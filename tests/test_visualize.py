@@ -265,6 +265,9 @@ def test_script_all_figures(checkpoint, tmp_path, capsys):
     assert (out / "tsne_summary.csv").is_file() and (out / "shuffle_differ.csv").is_file()
     assert len(_rows(out / "grid.csv")) == 3
     assert "silhouette" in capsys.readouterr().out
+    from dfpir.cli.visualize import FIGURE_FILES  # the names checked before work are the files
+
+    assert {p.name for p in out.iterdir()} == {f for v in FIGURE_FILES.values() for f in v}
 
 
 def test_script_reports_errors(checkpoint, tmp_path, capsys):

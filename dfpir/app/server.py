@@ -247,7 +247,7 @@ def restore_uploads(bundle: ModelBundle, paths: Sequence[str | os.PathLike], cho
     is, gets a message; the others go on."""
     results, written, messages = [], [], []
     out_dir = Path(out_dir)
-    taken: set[Path] = set()  # same.jpg and same.png: two files, not one
+    taken: set[str] = set()  # same.jpg and same.png: two files, not one
     for index, path in enumerate(paths):
         path = Path(path)
         try:

@@ -8,6 +8,7 @@ of user errors too.
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import sys
 from collections.abc import Callable, Sequence
@@ -119,6 +120,14 @@ def run_cli(parser: argparse.ArgumentParser, run: Callable[[argparse.Namespace],
         if args.debug:
             raise
         print(f"error: {user_message(err)}", file=sys.stderr)
+        return 2
+    except OSError as err:  # a path the user gave that no file system can hold
+        if err.errno != errno.ENAMETOOLONG or args.debug:
+            raise
+        name = str(err.filename or "")
+        shown = name if len(name) <= 80 else f"{name[:60]}...{name[-16:]}"
+        print(f"error: {shown}: the name is longer than the file system allows (usually 255 "
+              "bytes a name, 4096 a path); choose a shorter one", file=sys.stderr)
         return 2
 
 

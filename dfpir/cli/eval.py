@@ -12,15 +12,16 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ..blind.cli import add_eval_arguments
+from ..errors import OutputPlaceError
 from ..eval.blind import blind_markdown
 from ..eval.evaluate import evaluate
 from ..eval.report import write_report
 from ..eval.tables import PAPER_LAYOUTS
 from ..loading import load_experiment
-from ..outputs import check_output_place, writing_to
+from ..outputs import check_output_place, free_folder, writing_to
 from .common import add_amp, add_ckpt, add_config, add_device, add_override_arch, int_in, run_cli
 
-__all__ = ["build_parser", "cli_overrides", "main", "run"]
+__all__ = ["build_parser", "cli_overrides", "main", "results_folder", "run"]
 
 
 def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
@@ -34,7 +35,12 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
                             "else the built-in defaults)")
     add_ckpt(parser)
     add_override_arch(parser)
-    parser.add_argument("--out", help="results folder (default: results/eval_<ckpt name>)")
+    parser.add_argument("--out", help="results folder (default: results/eval_<run>_<ckpt "
+                        "name>, with _2, _3, ... when that holds results); an existing --out "
+                        "that holds files is refused unless --overwrite")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="write into an --out that already holds files (its results are "
+                        "replaced; other files are left alone)")
     parser.add_argument("--tile", type=int_in(0), help="tile size for memory-bounded inference "
                         "(0 = whole image, the protocol)")
     parser.add_argument("--tile-overlap", type=int_in(0), help="overlap between tiles in pixels")
@@ -74,10 +80,26 @@ def cli_overrides(args: argparse.Namespace) -> list[str]:
     return overrides
 
 
+def results_folder(out: str | None, ckpt: str, overwrite: bool = False) -> Path:
+    """``--out``, checked: one that holds files is refused unless ``overwrite``. The default
+    names the run and the checkpoint (``results/eval_<run>_<ckpt stem>``: a run's
+    ``checkpoints/best.pt`` gives ``eval_<run>_best``), stepping to ``_2``, ``_3``, ... past
+    a folder that holds files, so no evaluation lands on another's results."""
+    if out is None:
+        path = Path(ckpt)
+        run = path.parent.parent.name if path.parent.name == "checkpoints" else ""
+        name = (f"eval_{run[:100]}_{path.stem[:100]}" if run else f"eval_{path.stem[:200]}")
+        return check_output_place(free_folder(Path("results") / name), "dir", "--out")
+    folder = check_output_place(out, "dir", "--out")
+    if folder.is_dir() and any(folder.iterdir()) and not overwrite:
+        raise OutputPlaceError(f"--out {folder} already holds files; give --overwrite to write "
+                               "the results into it, or another --out")
+    return folder
+
+
 def run(args: argparse.Namespace) -> int:
     """Evaluate and write the results folder; returns the exit status."""
-    out = Path(args.out or Path("results") / f"eval_{Path(args.ckpt).stem}")
-    check_output_place(out, "dir", "--out")
+    out = results_folder(args.out, args.ckpt, args.overwrite)
     overrides = cli_overrides(args)
     loaded = load_experiment(args.ckpt, args.config, overrides,
                              override_arch=args.override_arch)

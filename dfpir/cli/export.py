@@ -11,14 +11,13 @@ from __future__ import annotations
 import argparse
 import importlib.util
 from collections.abc import Sequence
-from pathlib import Path
 
 from ..config import ConfigError
 from ..loading import load_experiment, stored_model_config
 from ..models.checkpoint import CheckpointError, read_checkpoint
-from ..outputs import check_output_place, writing_to
+from ..outputs import claim_file, claim_names, writing_to
 from ..restore.onnx_export import export_onnx, export_safetensors, task_model_from_checkpoint
-from ..train import export_weights
+from ..train import EXPORT_FILES, export_weights
 from .common import add_ckpt, add_config, run_cli
 
 __all__ = ["build_parser", "main", "run"]
@@ -42,6 +41,8 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     group.add_argument("--onnx", metavar="FILE", help="write an ONNX model (dynamic H and W)")
     group.add_argument("--safetensors", metavar="FILE", help="write the folded weights")
     add_config(parser, help="experiment YAML for --task (default: the checkpoint's config)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace output files that exist (without it they are an error)")
     return parser
 
 
@@ -52,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
     if not args.out:
         raise ConfigError("give --out FOLDER, or --task NAME with --onnx FILE and/or "
                           "--safetensors FILE")
-    check_output_place(args.out, "dir", "--out")
+    claim_names(args.out, EXPORT_FILES, "--out", args.overwrite)
     ckpt = read_checkpoint(args.ckpt)
     if stored_model_config(ckpt) is None:
         raise CheckpointError(f"{args.ckpt} holds no config: not written by scripts/train.py")
@@ -67,9 +68,11 @@ def run(args: argparse.Namespace) -> int:
 
 def _task_export(args: argparse.Namespace) -> int:
     """``--onnx``/``--safetensors``: everything is checked before a file is written."""
-    for target in (args.onnx, args.safetensors):
-        if target and Path(target).is_dir():
-            raise ConfigError(f"{target} is a folder; expected an output file name")
+    targets = [(flag, target, suffix) for flag, target, suffix in (
+        ("--onnx", args.onnx, ".onnx"), ("--safetensors", args.safetensors, ".safetensors"))
+        if target]
+    for flag, target, suffix in targets:
+        claim_file(target, flag, args.overwrite, suffix=suffix)
     if args.onnx and importlib.util.find_spec("onnx") is None:
         raise ConfigError("--onnx needs the onnx extra: pip install -e \".[onnx]\"")
     model = task_model_from_checkpoint(args.ckpt, args.task, args.prompt, args.config,

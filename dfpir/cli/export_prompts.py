@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
-from ..outputs import check_output_place
+from ..outputs import claim_file
 from ..prompts import PromptConfig, PromptError, all_sentences, build_encoder, save_prompt_table
 from .common import run_cli
 
@@ -33,12 +33,14 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
                         help="where CLIP runs (auto: a GPU when there is one, as the release)")
     parser.add_argument("--sentence", action="append", default=[],
                         help="extra sentences to include (repeatable)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace the --out file when it exists (without it: an error)")
     return parser
 
 
 def run(args: argparse.Namespace) -> int:
     """Embed every prompt sentence and save the table."""
-    check_output_place(args.out, "file", "--out")
+    claim_file(args.out, "--out", args.overwrite)
     encoder = build_encoder(PromptConfig(encoder=args.encoder, clip_weights=args.clip_weights,
                                          clip_precision=args.precision,
                                          clip_device=args.device))

@@ -20,6 +20,7 @@ from collections.abc import Sequence
 
 from ..config import apply_override, load_raw
 from ..data import (
+    CacheWriteError,
     builtin_demo,
     check_data,
     data_config_from_dict,
@@ -94,7 +95,11 @@ def run(args: argparse.Namespace) -> int:
             return 1
     if args.cache:
         paths = training_image_paths(cfg)
-        count = fill_cache(paths, args.cache, progress=True)
+        try:
+            count = fill_cache(paths, args.cache, progress=True)
+        except CacheWriteError as err:
+            raise CacheWriteError(f"--cache: {err}; the images cached before it are kept. Free "
+                                  "some space or choose another --cache") from None
         print(f"cached {count} images in {args.cache}; set data.cache_dir: {args.cache}")
     return 0
 

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ..eval.tables import load_run, table3_report
-from ..outputs import check_output_place
+from ..outputs import claim_file
 from .common import run_cli
 
 __all__ = ["build_parser", "main", "run"]
@@ -26,13 +26,15 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     )
     parser.add_argument("runs", nargs="+", help="evaluation result folders (or results.json)")
     parser.add_argument("--out", help="also write the Markdown to this file")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace the --out file when it exists (without it: an error)")
     return parser
 
 
 def run(args: argparse.Namespace) -> int:
     """Print (and optionally write) Table 3."""
     if args.out:
-        check_output_place(args.out, "file", "--out")
+        claim_file(args.out, "--out", args.overwrite)
     runs = [load_run(folder) for folder in args.runs]
     text = table3_report(runs)
     print(text, end="")

@@ -14,7 +14,6 @@ from pathlib import Path
 
 from ..blind.cli import AUTO, add_restore_arguments, auto_prompt_chooser
 from ..config import ConfigError
-from ..data import DataError
 from ..data.tasks import TASKS
 from ..loading import load_experiment, untrained_task_warning
 from ..outputs import check_output_place
@@ -58,6 +57,10 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     parser.add_argument("--tile-overlap", type=int, default=None, help="tile overlap (pixels)")
     parser.add_argument("--side-by-side", action="store_true",
                         help="also write <name>_side_by_side.png (input | restored)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace existing files of the output names (never an input); "
+                        "without it a name that exists gets _2, _3, ... and an existing --out "
+                        "FILE.png is an error")
     add_device(parser)
     add_amp(parser)
     parser.add_argument("--no-progress", action="store_true")
@@ -86,13 +89,9 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("give --ckpt CHECKPOINT (or --onnx FILE, a per-task export)")
     inputs = collect_inputs(args.input)
     single = Path(args.input).is_file()
-    outputs = output_paths(inputs, Path(args.out), single, compare=args.side_by_side)
+    outputs = output_paths(inputs, Path(args.out), single, compare=args.side_by_side,
+                           overwrite=args.overwrite)
     check_output_place(outputs[0] if single else args.out, "file" if single else "dir", "--out")
-    clashes = [str(p) for p, q in zip(inputs, outputs, strict=True)
-               if q.exists() and q.resolve() == p.resolve()]
-    if clashes:
-        raise DataError(f"the output would overwrite the input {clashes[0]}; choose another "
-                        "--out folder")
     if args.onnx:
         return _run_onnx(args, inputs, outputs, single)
     loaded = load_experiment(args.ckpt, args.config, args.overrides, args.device,

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from ..blind.classifier import ClassifierError, train_classifier
 from ..config import ConfigError, load_config
 from ..models.checkpoint import detect_layout, read_checkpoint
-from ..outputs import check_output_place
+from ..outputs import claim_file
 from ..train.checkpointing import atomic_save
 from .common import add_config, run_cli
 
@@ -32,6 +32,8 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
                         "atomically; its network weights are not changed)")
     parser.add_argument("--out", help="write the classifier to this file instead (read with "
                         "--classifier)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace the --out file when it exists (without it: an error)")
     return parser
 
 
@@ -47,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
             raise ClassifierError(f"{args.ckpt} is a bare state dict, which has no room for a "
                                   "classifier; write it beside with --out FILE")
     if args.out is not None:
-        check_output_place(args.out, "file", "--out")
+        claim_file(args.out, "--out", args.overwrite)
     classifier = train_classifier(cfg)
     state = classifier.to_state()
     if args.out is not None:

@@ -42,9 +42,18 @@ from ..analysis import (
 )
 from ..device import keep_freed_memory
 from ..errors import FigureError
+from ..outputs import claim_names
 from .common import add_ckpt, add_config, add_device, add_override_arch, run_cli
 
 COMMANDS = ("tsne", "shuffle", "features", "grid")
+
+#: The files each figure writes into --out (its save_* function's names).
+FIGURE_FILES = {
+    "tsne": ("tsne.png", "tsne.csv", "tsne_summary.csv", "tsne.npz"),
+    "shuffle": ("shuffle.png", "shuffle_differ.csv", "shuffle_identity.csv", "shuffle.npz"),
+    "features": ("features.png", "features.csv", "features.npz"),
+    "grid": ("grid.png", "grid.csv"),
+}
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -54,6 +63,9 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default="runs/figures",
                         help="output folder (default: runs/figures, outside the tracked docs/)")
     add_device(parser, default="auto")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace the figure's files in --out (without it, files of that "
+                        "name there are an error)")
     parser.add_argument("--debug", action="store_true",
                         help="show the traceback of user errors too")
     parser.add_argument("--title", default="", help="prefix for the figure titles")
@@ -167,6 +179,9 @@ def main(argv: Sequence[str] | None = None, keep_memory: bool = False,
     OS (fewer page faults on the CPU; set for the whole process, so only from the shell)."""
 
     def run_figures(args: argparse.Namespace) -> int:
+        commands = COMMANDS if args.command == "all" else (args.command,)
+        claim_names(args.out, [f for c in commands for f in FIGURE_FILES[c]], "--out",
+                    args.overwrite)
         if args.threads:
             torch.set_num_threads(args.threads)
         if keep_memory and not str(args.device).startswith("cuda"):

@@ -97,6 +97,11 @@ def _paper_stages() -> list[StageConfig]:
     ]
 
 
+#: The range of the torchrun timeouts: under a second the ranks may not even meet; past a
+#: year is no timeout at all, and far past it torch's timer overflows (an OverflowError).
+DIST_TIMEOUT_RANGE_S = (1.0, 365 * 86400.0)
+
+
 @dataclass
 class TrainConfig:
     """Optimisation, schedule, precision, logging and checkpointing."""
@@ -161,10 +166,15 @@ class TrainConfig:
                 raise ValueError(f"{name} must be a number >= 0, got {value}")
         if self.log_every < 1:
             raise ValueError(f"log_every must be positive, got {self.log_every}")
-        for name in ("progress_every_s", "dist_timeout_s", "dist_wait_timeout_s"):
+        if not (self.progress_every_s > 0 and math.isfinite(self.progress_every_s)):
+            raise ValueError("progress_every_s must be a number of seconds > 0, got "
+                             f"{self.progress_every_s}")
+        low, high = DIST_TIMEOUT_RANGE_S
+        for name in ("dist_timeout_s", "dist_wait_timeout_s"):
             value = getattr(self, name)
-            if not (value > 0 and math.isfinite(value)):
-                raise ValueError(f"{name} must be a number of seconds > 0, got {value}")
+            if not (low <= value <= high):  # NaN fails too
+                raise ValueError(f"{name} must be a number of seconds in [{low:g}, {high:g}] "
+                                 f"(1 s to a year; torch's own default is 600), got {value}")
         for name in ("val_every", "val_max_images", "save_every_epochs", "save_every_iters",
                      "sample_images"):
             if getattr(self, name) < 0:

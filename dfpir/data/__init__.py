@@ -15,7 +15,7 @@ from .build import (
     training_image_paths,
 )
 from .builtin import BUILTIN_IMAGES, BuiltinTestSet, BuiltinTrainSet, load_builtin_image
-from .cache import ImageCache, ImageLoader, fill_cache
+from .cache import CacheWriteError, ImageCache, ImageLoader, fill_cache
 from .check import DataCheckReport, SetCheck, check_data
 from .config import (
     RELEASE_REPEATS,
@@ -96,6 +96,7 @@ __all__ = [
     "default_three_task",
     "degrade",
     "fill_cache",
+    "CacheWriteError",
     "find_pairs",
     "image_header",
     "item_rng",

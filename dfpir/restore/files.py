@@ -30,6 +30,7 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 from ..config import ExperimentConfig
 from ..data import DataError, read_image_raw, write_image
 from ..data.io import is_image_file
+from ..outputs import check_name_lengths, claim_file, place_key, reserve, unique_path
 from ..prompts import PromptError, build_encoder, get_degradation, prompt_sentence
 from .inference import restore
 
@@ -163,37 +164,27 @@ def collect_inputs(path: str | os.PathLike) -> list[Path]:
     raise DataError(f"input {path} does not exist")
 
 
-def unique_path(path: Path, taken: set[Path], companions: Sequence[str] = ()) -> Path:
-    """``path``, or ``<stem>_2.png``, ``<stem>_3.png``... : the first name that, with its
-    ``<stem><companion>.png`` files, is not in ``taken`` (case-insensitively, for case-folding
-    file systems). Reserves the names in ``taken``: one policy for every writer of results, so
-    two results never share a file."""
-    def names(p: Path) -> list[Path]:
-        return [p] + [p.with_name(f"{p.stem}{c}{p.suffix}") for c in companions]
-
-    def folded(p: Path) -> Path:
-        return Path(str(p).lower())
-
-    candidate, n = path, 1
-    while any(folded(q) in taken for q in names(candidate)):
-        n += 1
-        candidate = path.with_name(f"{path.stem}_{n}{path.suffix}")
-    taken.update(folded(q) for q in names(candidate))
-    return candidate
-
-
 def output_paths(inputs: Sequence[Path], out: Path, single_file: bool,
-                 compare: bool = False) -> list[Path]:
+                 compare: bool = False, overwrite: bool = False) -> list[Path]:
     """Where each restored image goes: ``out/<stem>.png`` (``<stem>_<ext>.png`` when two inputs
-    share a stem; ``_2``, ``_3``... appended when a name, or with ``compare`` its
-    ``_side_by_side.png``, is still taken), so no result overwrites another; a single input may
-    name the output file itself (``--out result.png``). Raises ``DataError`` before any work for
-    an output that cannot be written as asked."""
+    share a stem; ``_2``, ``_3``... appended while a name, or with ``compare`` its
+    ``_side_by_side.png``, is an existing file or already given out), so no result lands on
+    another or on a file that was there before; with ``overwrite`` existing files other than
+    the inputs may be replaced. A single input may name the output file itself (``--out
+    result.png``), refused when it exists unless ``overwrite``. Raises ``DataError`` before any
+    work for an output that cannot be written as asked."""
+    check_name_lengths(out, "--out")
     suffix = out.suffix.lower()
+    taken = reserve(inputs, set())  # never an input, even with overwrite
+    companions = ("_side_by_side",) if compare else ()
     if single_file and suffix == ".png":
         if out.is_dir():
             raise DataError(f"--out {out} is a folder; name a .png file or a folder without "
                             "the .png ending")
+        for name in [out] + [out.with_name(f"{out.stem}{c}.png") for c in companions]:
+            if place_key(name) in taken:
+                raise DataError(f"--out {name} is the input itself; choose another name")
+            claim_file(name, "--out", overwrite)
         return [out]
     if suffix and is_image_file(out):
         raise DataError(
@@ -203,11 +194,13 @@ def output_paths(inputs: Sequence[Path], out: Path, single_file: bool,
     if out.exists() and not out.is_dir():
         raise DataError(f"--out {out} is an existing file; expected an output folder")
     stems = [p.stem for p in inputs]
-    taken: set[Path] = set()
-    companions = ("_side_by_side",) if compare else ()
-    return [unique_path(out / (f"{p.stem}_{p.suffix.lstrip('.').lower()}.png"
-                               if stems.count(p.stem) > 1 else f"{p.stem}.png"),
-                        taken, companions) for p in inputs]
+    paths = [unique_path(out / (f"{p.stem}_{p.suffix.lstrip('.').lower()}.png"
+                                if stems.count(p.stem) > 1 else f"{p.stem}.png"),
+                         taken, companions, keep_existing=not overwrite) for p in inputs]
+    for path in paths:
+        for name in [path] + [path.with_name(f"{path.stem}{c}.png") for c in companions]:
+            check_name_lengths(name, "--out")
+    return paths
 
 
 @dataclass

@@ -1,6 +1,6 @@
 """Training: the loop, checkpoints, distributed set-up, the run directory."""
 
-from .checkpointing import atomic_save, export_weights, load_training_state
+from .checkpointing import EXPORT_FILES, atomic_save, export_weights, load_training_state
 from .errors import (
     CheckpointWriteError,
     NonFiniteLossError,
@@ -23,6 +23,7 @@ __all__ = [
     "Trainer",
     "TrainingInterrupted",
     "atomic_save",
+    "EXPORT_FILES",
     "export_weights",
     "load_training_state",
     "stored_config",

@@ -100,6 +100,10 @@ def load_training_state(path: str | os.PathLike) -> dict:
     return state
 
 
+#: What ``export_weights`` writes into its folder.
+EXPORT_FILES = ("release_layout.pth", "weights.safetensors")
+
+
 def export_weights(model: torch.nn.Module, out_dir: str | os.PathLike, epoch: int = 0
                    ) -> dict[str, Path]:
     """Write the weights in the release's checkpoint layout (.pth) and as safetensors."""
@@ -109,8 +113,8 @@ def export_weights(model: torch.nn.Module, out_dir: str | os.PathLike, epoch: in
     check_finite(state, "to export")  # never export weights that restore nothing
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    release = out_dir / "release_layout.pth"
+    release = out_dir / EXPORT_FILES[0]
     atomic_save(release_checkpoint(model, epoch), release)
-    tensors = out_dir / "weights.safetensors"
+    tensors = out_dir / EXPORT_FILES[1]
     save_file({k: v.detach().cpu().contiguous() for k, v in state.items()}, str(tensors))
     return {"release": release, "safetensors": tensors}
