@@ -5,7 +5,6 @@ one converter, one task registry."""
 from __future__ import annotations
 
 import dataclasses
-import types
 from pathlib import Path
 
 import pytest
@@ -24,7 +23,8 @@ from dfpir.data import build_test_datasets, build_train_dataset, check_data, dat
 from dfpir.data.tasks import TASKS
 from dfpir.models import DFPIR
 from dfpir.prompts import DEGRADATIONS
-from dfpir.train.trainer import Trainer
+from dfpir.train.schedule import StageSchedule
+from dfpir.train.stages import StageSizes
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = sorted((ROOT / "configs").rglob("*.yaml"))
@@ -68,10 +68,9 @@ def test_config_builds_model_datasets_and_optimizer(path, data_root, one_thread)
     assert tests and all(len(d) > 0 for d in tests.values())
     for stage in cfg.train.stages:
         # the trainer's own optimizer and scheduler code, on the built model
-        host = types.SimpleNamespace(cfg=cfg, model=model, _stage_iters=Trainer._stage_iters)
-        Trainer._make_optimizer(host, stage, iters_per_epoch=3)
-        assert host.optimizer.param_groups[0]["lr"] == pytest.approx(stage.lr)
-        assert host.scheduler is not None
+        schedule = StageSchedule(model, stage, cfg.train, 3, StageSizes.stage_iters(stage, 3))
+        assert schedule.optimizer.param_groups[0]["lr"] == pytest.approx(stage.lr)
+        assert schedule.scheduler is not None
 
 
 @pytest.mark.parametrize(("override", "key"), [

@@ -126,7 +126,7 @@ def test_resume_gives_the_weights_of_an_uninterrupted_run(tmp_path, monkeypatch)
         loss = original(self, *args)
         calls["n"] += 1
         if calls["n"] == 5:  # mid-way through the second epoch
-            self.stop_requested = True
+            self.stops.requested = True
         return loss
 
     monkeypatch.setattr(Trainer, "_step", stop_after_five)
@@ -218,12 +218,12 @@ def test_cosine_t_max_is_independent_of_the_epochs_and_batch_is_logged(tmp_path,
                    "t_max_epochs: 4}]")
     with caplog.at_level(logging.INFO, logger="dfpir.train.trainer"):
         trainer = run(cfg, tmp_path / "run")
-    assert trainer.optimizer.param_groups[0]["lr"] == pytest.approx(0.001 / 2)
+    assert trainer.schedule.optimizer.param_groups[0]["lr"] == pytest.approx(0.001 / 2)
     assert "1 process(es) x batch 2 = effective global batch 2, lr 0.001" in caplog.text
 
 
 def test_global_batch_is_split_over_processes():
-    from dfpir.train.trainer import process_batch_size
+    from dfpir.train.stages import process_batch_size
 
     assert process_batch_size(6, 3, is_global=False) == 6  # the release: per process
     assert process_batch_size(6, 3, is_global=True) == 2
@@ -234,7 +234,7 @@ def test_global_batch_is_split_over_processes():
 def test_select_on_test_scores_and_saves_by_the_release_rule(tmp_path):
     import json
 
-    from dfpir.train.trainer import release_selects
+    from dfpir.train.validator import release_selects
 
     assert release_selects(30.0, 30.00005, 1e-4) and not release_selects(29.99, 30.0, 1e-4)
     cfg = tiny_cfg("train.val_every=0", "train.select_on_test=true",

@@ -71,7 +71,7 @@ def stopped_run(tmp_path: Path, stop_at: int, monkeypatch, *extra: str) -> Path:
         loss = original(self, *args)
         calls["n"] += 1
         if calls["n"] == stop_at:
-            self.stop_requested = True
+            self.stops.requested = True
         return loss
 
     monkeypatch.setattr(Trainer, "_step", step)
@@ -128,7 +128,7 @@ def test_a_runaway_step_writes_no_checkpoint_and_names_the_last_good_one(tmp_pat
 
     def runaway(*args):
         if trainer.progress.global_step == 2:
-            for group in trainer.optimizer.param_groups:
+            for group in trainer.schedule.optimizer.param_groups:
                 group["lr"] = 1e6
         return original(*args)
 
@@ -170,7 +170,7 @@ def test_resume_keeps_the_stored_config_and_records_allowed_changes(tmp_path, mo
     trainer = Trainer(tiny_cfg(LR % 5e-4, "train.save_every_iters=2"),
                       run_dir, resume=True, resume_with_changes=True)
     trainer.run()
-    assert trainer.optimizer.param_groups[0]["initial_lr"] == 5e-4  # the change is applied
+    assert trainer.schedule.optimizer.param_groups[0]["initial_lr"] == 5e-4  # the change is applied
     assert (run_dir / "config.yaml").read_bytes() == (tmp_path / "run" / "config.yaml"
                                                       ).read_bytes()
     (entry,) = yaml.safe_load((run_dir / "config_changes.yaml").read_text())
@@ -240,7 +240,7 @@ def test_second_signal_stops_at_once_and_a_signal_skips_validation(tmp_path, mon
 
     # a signal during a validation skips it, saves, and stops with 128 + the signal
     trainer = Trainer(tiny_cfg("train.val_every=1"), tmp_path / "b")
-    import dfpir.train.validating as trainer_module  # the validations
+    import dfpir.train.validator as trainer_module  # the validations
 
     real_validate = trainer_module.validate
 

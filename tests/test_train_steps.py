@@ -13,7 +13,7 @@ from dfpir.device import is_out_of_memory
 from dfpir.train import Trainer
 from dfpir.train.distributed import DistContext, setup
 from dfpir.train.progress import StageProgress
-from dfpir.train.validation import validate
+from dfpir.train.scoring import validate
 from dfpir.train.world_resume import resume_on_world
 
 # every Python-level way to read a tensor back to the host (each a sync on a GPU)
@@ -31,7 +31,7 @@ def test_a_step_reads_nothing_back_except_at_each_check(tmp_path, monkeypatch):
         original = getattr(torch.Tensor, name)
 
         def read(self, *args, **kwargs):
-            steps = {id(s.get("step")) for s in trainer.optimizer.state.values()}
+            steps = {id(s.get("step")) for s in trainer.schedule.optimizer.state.values()}
             if inside["on"] and id(self) not in steps:
                 counts[-1] += 1
             return original(self, *args, **kwargs)

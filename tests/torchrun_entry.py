@@ -11,7 +11,7 @@ import os
 import sys
 import time
 
-import dfpir.train.validating as validating
+import dfpir.train.validator as validator
 from dfpir.cli.train import main
 from dfpir.train import NonFiniteLossError, Trainer
 
@@ -33,7 +33,7 @@ def _faulty(step, fail_at, stop_at, fail_rank, stop_rank):
             raise NonFiniteLossError(f"injected failure on rank {RANK} in step {number}")
         loss = step(self, *args)
         if number == stop_at and stop_rank in (-1, RANK):
-            self.stop_requested = True
+            self.stops.requested = True
         return loss
     return faulty
 
@@ -41,7 +41,7 @@ def _faulty(step, fail_at, stop_at, fail_rank, stop_rank):
 if __name__ == "__main__":
     env = os.environ
     if "DFPIR_TEST_SLOW_VALIDATION" in env:
-        validating.validate = _slow(validating.validate,
+        validator.validate = _slow(validator.validate,
                                     float(env["DFPIR_TEST_SLOW_VALIDATION"]))
     Trainer._step = _faulty(Trainer._step, int(env.get("DFPIR_TEST_FAIL_AT", "0")),
                             int(env.get("DFPIR_TEST_STOP_AT", "0")),

@@ -14,7 +14,7 @@ from ..blind.classifier import ClassifierError, train_classifier
 from ..config import ConfigError, load_config
 from ..models.checkpoint import detect_layout, read_checkpoint
 from ..outputs import claim_file
-from ..train.checkpointing import atomic_save
+from ..train.checkpoint_io import atomic_save
 from .common import add_config, run_cli
 
 __all__ = ["build_parser", "main", "run"]

@@ -2,7 +2,7 @@
 
 ``restored_images`` walks a test set (items ``(degraded, clean, task, name)``) and yields each
 restored image with its timing; ``evaluate_set`` (``scripts/eval.py``) and
-``dfpir.train.validation.validate`` (validation during training) both consume it, so the
+``dfpir.train.scoring.validate`` (validation during training) both consume it, so the
 inputs, prompts, tiling and autocast are handled once.
 """
 

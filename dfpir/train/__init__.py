@@ -1,6 +1,6 @@
 """Training: the loop, checkpoints, distributed set-up, the run directory."""
 
-from .checkpointing import EXPORT_FILES, atomic_save, export_weights, load_training_state
+from .checkpoint_io import EXPORT_FILES, atomic_save, export_weights, load_training_state
 from .errors import (
     CheckpointWriteError,
     NonFiniteLossError,
@@ -10,7 +10,10 @@ from .errors import (
     RunLockedError,
     TrainingInterrupted,
 )
-from .trainer import StopNow, Trainer, stored_config, train
+from .launch import train
+from .run_setup import stored_config
+from .stop_requests import StopNow
+from .trainer import Trainer
 
 __all__ = [
     "CheckpointWriteError",

@@ -1,59 +1,63 @@
-"""The training loop: stages, epochs, validation, logging, checkpoints and resume. ``Trainer``
-puts together the set-up (``setting_up``), the optimiser and schedule (``scheduling``), the
-step (``stepping``), the checkpoint policy (``checkpoint_policy``) and the validations
-(``validating``); the stage and epoch loop and the stop requests are here."""
+"""The training loop: stages, epochs, steps, as the recipe reads. ``Trainer`` composes parts
+that each own their state and get what they need passed in: the step (``TrainStep``), the
+window of steps checked for non-finite values (``LossWindow``), each stage's optimiser and
+schedule (``StageSchedule``), the checkpoints (``Checkpointer``), the validations
+(``Validator``), the stop requests (``StopRequests``) and the TensorBoard log
+(``MetricsLog``); ``run_setup`` holds the checks and builders of the start."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
-import signal
-import threading
 import time
 from pathlib import Path
 
 from torch.utils.data import DataLoader
 
-from ..config import ConfigError, ExperimentConfig, StageConfig
-from ..data import loader_workers, seed_worker
-from .checkpoint_policy import TrainerCheckpoints
-from .checkpointing import atomic_save, export_weights, load_training_state
-from .distributed import DistContext, peer_failure, setup, teardown
-from .errors import PeerFailedError, RunDirError, TrainingInterrupted
+from ..config import ConfigError, ExperimentConfig, StageConfig, config_to_dict
+from ..data import build_test_datasets, loader_workers, seed_worker
+from ..device import is_out_of_memory, keep_freed_memory
+from ..errors import TrainingError
+from ..models.orders import order_record
+from ..models.precision import set_backend_precision
+from .checkpoint_io import (
+    atomic_save,
+    export_weights,
+    load_training_state,
+    rng_state,
+    set_rng_state,
+)
+from .checkpointer import Checkpointer
+from .distributed import DistContext
+from .errors import NonFiniteLossError, RunDirError
+from .loss_window import LossWindow, StepInfo, WindowResult
+from .metrics_log import MetricsLog
 from .progress import StageProgress
-from .rundir import RunLock, restore_set_aside
-from .sampler import EpochSampler
-from .scheduling import TrainerScheduling
-from .setting_up import (  # process_batch_size: re-exported
-    Progress,
-    TrainerSetup,
-    _no_checkpoint_message,
-    process_batch_size,  # noqa: F401
+from .run_setup import (
+    build_model,
+    build_prompts,
+    check_data_first,
+    no_checkpoint_message,
+    open_run_dir,
+    resolve_config,
+    setup_for,
     stored_config,
 )
-from .step_window import StepWindow
-from .stepping import TrainerStepping
-from .validating import (  # release_selects: re-exported
-    TrainerValidation,
-    _AbortValidation,
-    release_selects,  # noqa: F401
-)
-from .world_resume import restart_schedule_at
+from .rundir import RunLock
+from .sampler import EpochSampler
+from .schedule import StageSchedule
+from .stages import Progress, StageSizes
+from .stop_requests import StopNow, StopRequests
+from .train_step import TrainStep
+from .validator import Validator
+from .world_resume import continue_on_world
+
+__all__ = ["StopNow", "Trainer"]
 
 logger = logging.getLogger(__name__)
 
 
-class StopNow(KeyboardInterrupt):  # noqa: N818 (like KeyboardInterrupt)
-    """A second SIGINT/SIGTERM: stop at once. A ``KeyboardInterrupt`` so that no ``except
-    Exception`` holds it up; the atomic writes keep every checkpoint whole."""
-
-    def __init__(self, signum: int) -> None:
-        super().__init__(f"second {signal.Signals(signum).name}: stopped at once")
-        self.signum = signum
-        self.exit_code = 128 + signum
-
-
-class Trainer(TrainerSetup, TrainerScheduling, TrainerStepping, TrainerCheckpoints,
-              TrainerValidation):
+class Trainer:
     """Trains a DFPIR as an ``ExperimentConfig`` says, writing everything under ``run_dir``.
 
     The run directory is locked for the trainer's life (``close`` releases it, ``run`` calls
@@ -67,151 +71,152 @@ class Trainer(TrainerSetup, TrainerScheduling, TrainerStepping, TrainerCheckpoin
                  overwrite: bool = False, ctx: DistContext | None = None,
                  resume_with_changes: bool = False) -> None:
         self.run_dir = Path(run_dir)
-        self.ckpt_dir = self.run_dir / "checkpoints"
-        self.progress = Progress()
-        self.stop_requested = False
-        self.stop_signal: int | None = None
-        self._stop_agreed = False  # under torchrun: the stop request of the last check
-        self.window = StepWindow()
-        self._bar: StageProgress | None = None
-        self._validating = False
-        self._latest_step: int | None = None  # global step of the latest.pt on disk
-        self.writer = None
         self.lock = RunLock(self.run_dir)
+        self.log = MetricsLog()
+        self.checkpoints = Checkpointer(self.run_dir)
         if resume and overwrite:
             raise RunDirError("--resume and --overwrite exclude each other")
-        if resume and not (self.ckpt_dir / "latest.pt").is_file():
-            raise RunDirError(_no_checkpoint_message(self.run_dir))
+        if resume and not self.checkpoints.latest.is_file():
+            raise RunDirError(no_checkpoint_message(self.run_dir))
         if cfg is None and not resume:
             raise ConfigError("a new run needs a config (--config)")
         self.ctx = ctx or setup_for(cfg or stored_config(self.run_dir))
+        self.stops = StopRequests(self.ctx.distributed)
+        self.window = LossWindow()
+        self.progress = Progress()
+        self.schedule: StageSchedule | None = None
+        self._bar: StageProgress | None = None
         if self.ctx.is_main:
             self.lock.acquire()  # before anything is written
         try:
-            self._setup(cfg, resume, overwrite, resume_with_changes)
+            self._start(cfg, resume, overwrite, resume_with_changes)
         except BaseException:
             self.close()
             raise
 
+    def _start(self, cfg: ExperimentConfig | None, resume: bool, overwrite: bool,
+               resume_with_changes: bool) -> None:
+        """Every check, then the run directory's first writes, then the resumed state."""
+        ctx = self.ctx
+        cfg, state, changes = resolve_config(cfg, self.run_dir, ctx.is_main, resume, overwrite,
+                                             resume_with_changes)
+        self.cfg = cfg
+        set_backend_precision(cfg.train.tf32, cfg.train.cudnn_benchmark)
+        if ctx.device.type == "cpu" and cfg.train.keep_freed_memory:
+            keep_freed_memory()  # ~25% faster CPU steps: no page faults on every activation
+        self.model, self.net = build_model(cfg, ctx, state, str(self.checkpoints.latest))
+        check_data_first(cfg.data)
+        self.bank, prompt_rows = build_prompts(cfg, ctx.device)
+        self.step = TrainStep(self.model, self.net, cfg.train, prompt_rows, ctx.device)
+        self.sizes = StageSizes(cfg.train, cfg.data, ctx.world_size)
+        first_stage = Progress(**state["progress"]).stage if state is not None else 0
+        self._train_sets = {i: self.sizes.train_set(i)
+                            for i in range(first_stage, len(cfg.train.stages))}
+        self.test_sets = build_test_datasets(cfg.data)
+        self.validator = Validator(self.model, self.test_sets, self.bank, ctx, cfg,
+                                   self.run_dir, self.log, self.stops)
+        self.classifier_state: dict | None = None  # the degradation classifier (ours)
+        self._resumed: dict | None = None  # the optimiser state of a stage resumed mid-way
+        self._saved_world = ctx.world_size
+        # every check passed: from here on the run directory is written
+        if ctx.is_main:
+            resumed_step = state["progress"]["global_step"] if state is not None else None
+            self.checkpoints.set_aside = open_run_dir(self.run_dir, cfg, overwrite, changes,
+                                                      resumed_step, resume_with_changes)
+            self.log.open(self.run_dir / "tensorboard")
+        if state is not None:
+            self._resume(state)
+
+    def _resume(self, state: dict) -> None:
+        self.progress = Progress(**state["progress"])
+        self.checkpoints.latest_step = self.progress.global_step
+        self._resumed = state  # optimizer and scheduler are rebuilt when their stage starts
+        set_rng_state(state["rng"])
+        self.classifier_state = state.get("classifier")
+        self._saved_world = int(state.get("world_size", self.ctx.world_size))
+        if self._saved_world != self.ctx.world_size and self.progress.stage < len(
+                self.cfg.train.stages):  # the epoch goes on at the image the old world left
+            messages = continue_on_world(self.progress, self.cfg.train, self._saved_world,
+                                         self.sizes)
+            for message in messages if self.ctx.is_main else ():
+                logger.warning("%s", message)
+        logger.info("resumed %s at stage %d epoch %d iteration %d", self.run_dir,
+                    self.progress.stage, self.progress.epoch, self.progress.iteration)
+
     def close(self) -> None:
-        """Flush TensorBoard and release the run directory's lock (idempotent)."""
-        if self.writer:
-            self.writer.close()
-            self.writer = None
-        if getattr(self, "_aside", False):  # --overwrite, and no checkpoint was written
-            for path in restore_set_aside(self.run_dir):
-                logger.warning("--overwrite: the new run wrote no checkpoint; put back %s", path)
-            self._aside = False
+        """Flush TensorBoard, put an old run back after a failed ``--overwrite`` and release
+        the run directory's lock (idempotent)."""
+        self.log.close()
+        self.checkpoints.close()
         self.lock.release()
 
-    def _log_batch(self, stage: StageConfig) -> None:
-        """Say what one optimiser step averages over: the lr is never scaled with processes."""
-        batch, world = self._batch(stage), self.ctx.world_size
-        message = (f"stage {stage.name!r}: {world} process(es) x batch {batch} = effective "
-                   f"global batch {batch * world}, lr {stage.lr:g} (not scaled with the number "
-                   f"of processes); batch_size {stage.batch_size} is "
-                   f"{'global' if self.cfg.train.batch_size_is_global else 'per process'}")
-        if self.ctx.is_main:
-            logger.info(message)
-
-    # ------------------------------------------------------------------ the loop
-
-    def _stopping(self) -> bool:
-        """The stop request every rank acts on: the local one, or under torchrun the one all
-        ranks agreed on at the last check (a signal may reach the ranks at different steps)."""
-        return self._stop_agreed if self.ctx.distributed else self.stop_requested
-
-    def _on_signal(self, signum: int, _frame) -> None:
-        """SIGINT/SIGTERM: stop at the next step boundary after saving ``latest.pt``; a
-        validation under way is skipped; a second signal stops at once."""
-        if self.stop_signal is not None:
-            raise StopNow(signum)
-        self.stop_requested = True
-        self.stop_signal = signum
-        logger.warning("%s: saving latest.pt at the next step boundary, then stopping (send "
-                       "it again to stop at once)", signal.Signals(signum).name)
-        if self._validating:
-            raise _AbortValidation()
-
-    def _stopped(self) -> TrainingInterrupted:
-        latest = self.ckpt_dir / "latest.pt"
-        by = signal.Signals(self.stop_signal).name if self.stop_signal else "a stop request"
-        return TrainingInterrupted(
-            f"stopped by {by}: {latest} holds global step {self.progress.global_step}; "
-            f"continue with --resume --run-dir {self.run_dir}", self.stop_signal)
+    # ------------------------------------------------------------------ the recipe
 
     def run(self) -> dict[str, dict[str, float]]:
         """Train every remaining stage; returns the final validation metrics. A stop request
         (SIGINT, SIGTERM) saves ``latest.pt`` and raises ``TrainingInterrupted``."""
-        handle = threading.current_thread() is threading.main_thread()
-        previous = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)
-                    } if handle else {}
+        stages = self.cfg.train.stages
         try:
-            for index in range(self.progress.stage, len(self.cfg.train.stages)):
-                self.progress.stage = index
-                if not self._run_stage(self.cfg.train.stages[index], index):
-                    raise self._stopped()
-                self.progress.stage, self.progress.epoch, self.progress.iteration = index + 1, 0, 0
-                self.save("latest", f"stage{index + 1}_{self.cfg.train.stages[index].name}")
-            if self.cfg.classifier.enabled and self.classifier_state is None:
-                self._train_classifier()
-            results = self.validate(final=True)
-            if self._stopping():
-                raise self._stopped()
+            with self.stops.handling_signals():
+                for index in range(self.progress.stage, len(stages)):
+                    self.progress.stage = index
+                    if not self._run_stage(stages[index], index):
+                        raise self._interrupted()
+                    self.progress.stage, self.progress.epoch, self.progress.iteration = (
+                        index + 1, 0, 0)
+                    self.save("latest", f"stage{index + 1}_{stages[index].name}")
+                if self.cfg.classifier.enabled and self.classifier_state is None:
+                    self._train_classifier()
+                results = self.validator.validate(self.progress, self.save, final=True,
+                                                  classifier_state=self.classifier_state)
+                if self.stops.stopping:
+                    raise self._interrupted()
             if self.ctx.is_main:
                 export_weights(self.model, self.run_dir / "export")
             return results
         finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
             self.close()
 
     def _run_stage(self, stage: StageConfig, index: int) -> bool:
+        """The stage's epochs; ``False`` when a stop request ended it (``latest.pt`` saved)."""
         p = self.progress
         if stage.epochs == 0:
             return True
         dataset = self._train_sets.pop(index, None)
         if dataset is None:
-            dataset = self._check_stage(index)
-        iters_per_epoch = self._iters_per_epoch(len(dataset), stage)
+            dataset = self.sizes.train_set(index)
+        iters_per_epoch = self.sizes.iters_per_epoch(len(dataset), stage)
+        stage_iters = self.sizes.stage_iters(stage, iters_per_epoch)
         self._log_batch(stage)
-        self._make_optimizer(stage, iters_per_epoch)
-        pending = getattr(self, "_pending", None)
-        mid_stage = p.epoch > 0 or p.iteration > 0
-        stage_iters = self._stage_iters(stage, iters_per_epoch)
+        self.schedule = StageSchedule(self.model, stage, self.cfg.train, iters_per_epoch,
+                                      stage_iters)
+        self.step.use(self.schedule.optimizer)
         done = p.epoch * iters_per_epoch + p.iteration
-        if pending is not None and pending["optimizer"] is not None and mid_stage:
-            self.optimizer.load_state_dict(pending["optimizer"])
-            if self._world_changed() and self.cfg.train.scheduler_step == "iteration":
-                # the iterations now count other batches: this world's schedule at ``done``
-                restart_schedule_at(self.scheduler, self.optimizer, done)
-            else:
-                self.scheduler.load_state_dict(pending["scheduler"])
-            self._apply_changed_hyperparameters(stage, pending)
-        self._pending = None
+        mid_stage = p.epoch > 0 or p.iteration > 0
+        resumed, self._resumed = self._resumed, None
+        if resumed is not None and resumed["optimizer"] is not None and mid_stage:
+            self.schedule.load(resumed, index, done, self._saved_world != self.ctx.world_size)
         self._bar = StageProgress(stage_iters, done, stage.name, enabled=self.ctx.is_main,
                                   every_s=self.cfg.train.progress_every_s)
         try:
             while p.epoch < stage.epochs and done < stage_iters:
                 done = self._run_epoch(stage, dataset, iters_per_epoch, stage_iters)
-                if self._stopping():
+                if self.stops.stopping:
                     self.save("latest")
-                    logger.warning("interrupted: saved %s", self.ckpt_dir / "latest.pt")
+                    logger.warning("interrupted: saved %s", self.checkpoints.latest)
                     return False
         finally:
             self._bar.close()
         return True
 
-    def _world_changed(self) -> bool:
-        return getattr(self, "_saved_world", self.ctx.world_size) != self.ctx.world_size
-
     def _run_epoch(self, stage: StageConfig, dataset, iters_per_epoch: int, stage_iters: int
                    ) -> int:
+        """The epoch's batches from where the run is; returns the stage's iterations done."""
         p, ctx = self.progress, self.ctx
         epoch_key = p.stage * 100_000 + p.epoch
         if hasattr(dataset, "set_epoch"):
             dataset.set_epoch(self.cfg.seed, epoch_key)
-        batch_size = self._batch(stage)
+        batch_size = self.sizes.batch(stage)
         sampler = EpochSampler(len(dataset), self.cfg.seed, epoch_key, ctx.rank, ctx.world_size,
                                start=p.iteration * batch_size)
         loader = DataLoader(
@@ -224,32 +229,147 @@ class Trainer(TrainerSetup, TrainerScheduling, TrainerStepping, TrainerCheckpoin
         try:
             for batch in loader:
                 done = self._train_batch(batch, stage, iters_per_epoch, stage_iters, start)
-                if self._stopping() or done >= stage_iters or p.iteration >= iters_per_epoch:
+                if self.stops.stopping or done >= stage_iters or p.iteration >= iters_per_epoch:
                     break
         except RuntimeError:
-            if not self.stop_requested:  # Ctrl-C also stops the loader's workers
+            if not self.stops.requested:  # Ctrl-C also stops the loader's workers
                 raise
-        if self._stopping() or p.iteration < iters_per_epoch:
+        if self.stops.stopping or p.iteration < iters_per_epoch:
             return p.epoch * iters_per_epoch + p.iteration
         return self._end_epoch(stage, iters_per_epoch)
+
+    def _train_batch(self, batch, stage: StageConfig, iters_per_epoch: int, stage_iters: int,
+                     start: float) -> int:
+        """One step; every ``log_every`` steps (and before a save, a selection or the epoch's
+        end, the same steps on every rank) the window of steps is checked and logged."""
+        t, p = self.cfg.train, self.progress
+        degraded, clean, tasks = batch
+        try:
+            self._step(degraded, clean, list(tasks))
+        except RuntimeError as err:
+            if not is_out_of_memory(err):
+                raise
+            raise TrainingError(self._oom_message(stage, err)) from None
+        p.iteration += 1
+        p.global_step += 1
+        done = p.epoch * iters_per_epoch + p.iteration
+        self._bar.update(1)
+        save = t.save_every_iters and p.global_step % t.save_every_iters == 0
+        select = (t.select_on_test and t.select_every_iters and p.iteration < iters_per_epoch
+                  and p.iteration % t.select_every_iters == 0)  # the epoch's end: as an epoch
+        if (p.global_step % t.log_every == 0 or save or select or p.iteration >= iters_per_epoch
+                or done >= stage_iters or (self.stops.requested and not self.ctx.distributed)):
+            self._log(self._check_window(), start)
+        self.schedule.after_iteration()
+        if save:
+            self.save("latest")
+        if select:
+            self.validator.select_on_test(p, t.select_tolerance_iters, "iterations", self.save)
+            self.net.train()
+        return done
+
+    def _step(self, degraded, clean, tasks: list[str]):
+        """The step on one batch, its loss and gradient norm added to the window unread."""
+        p = self.progress
+        loss, norm = self.step(degraded, clean, tasks)
+        self.window.add(loss, norm, StepInfo(p.stage + 1, p.epoch + 1, p.iteration + 1,
+                                             p.global_step + 1, tasks))
+        return loss
 
     def _end_epoch(self, stage: StageConfig, iters_per_epoch: int) -> int:
         t, p = self.cfg.train, self.progress
         p.epoch += 1
         p.iteration = 0
-        if t.scheduler_step == "epoch":
-            self.scheduler.step()
+        self.schedule.after_epoch()
         last_of_run = p.epoch >= stage.epochs and p.stage == len(t.stages) - 1
         if (t.val_every and p.epoch % t.val_every == 0) or (p.epoch >= stage.epochs
                                                              and not last_of_run):
-            self.validate()  # the last epoch of the run gets the full final validation
+            self.validator.validate(p, self.save)  # the run's last epoch: the final one
         if t.select_on_test and t.select_every_epochs and p.epoch % t.select_every_epochs == 0:
-            self.select_on_test(t.select_tolerance_epochs, "epoch")
+            self.validator.select_on_test(p, t.select_tolerance_epochs, "epoch", self.save)
         names = ["latest"]
         if t.save_every_epochs and p.epoch % t.save_every_epochs == 0:
             names.append(f"stage{p.stage + 1}_epoch{p.epoch:04d}")
         self.save(*names)
         return p.epoch * iters_per_epoch
+
+    # ------------------------------------------------------------------ checks and logs
+
+    def _check_window(self) -> WindowResult:
+        """Read the steps since the last check (one sync, one all-reduce under torchrun):
+        non-finite losses or gradients stop the run before any checkpoint holds their weights;
+        a stop request of any rank becomes every rank's."""
+        result = self.window.check(self.ctx, self.stops.requested)
+        if self.ctx.distributed:
+            self.stops.agree(result.stop)
+        if result.bad is not None:
+            raise NonFiniteLossError(f"{result.problem()}. "
+                                     f"{self.checkpoints.last_good(self.progress.stage)}")
+        return result
+
+    def _log(self, result: WindowResult, start: float) -> None:
+        """The last checked step's loss on the progress bar and, every ``log_every`` steps,
+        in TensorBoard."""
+        p, loss = self.progress, result.last_loss
+        if loss is None:
+            return
+        lr = self.schedule.lr
+        self._bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.2e}", epoch=p.epoch + 1)
+        if p.global_step % self.cfg.train.log_every == 0:
+            self.log.scalar("train/loss", loss, p.global_step)
+            self.log.scalar("train/lr", lr, p.global_step)
+            self.log.scalar("train/iters_per_s", p.iteration / (time.perf_counter() - start),
+                            p.global_step)
+
+    def _log_batch(self, stage: StageConfig) -> None:
+        """Say what one optimiser step averages over: the lr is never scaled with processes."""
+        batch, world = self.sizes.batch(stage), self.ctx.world_size
+        if self.ctx.is_main:
+            logger.info(f"stage {stage.name!r}: {world} process(es) x batch {batch} = effective "
+                        f"global batch {batch * world}, lr {stage.lr:g} (not scaled with the "
+                        f"number of processes); batch_size {stage.batch_size} is "
+                        f"{'global' if self.cfg.train.batch_size_is_global else 'per process'}")
+
+    def _oom_message(self, stage: StageConfig, err: BaseException) -> str:
+        p = self.progress
+        return (f"out of memory on {self.ctx.device} at stage {p.stage + 1} ({stage.name!r}) "
+                f"global step {p.global_step + 1}, batch {self.sizes.batch(stage)} of "
+                f"{stage.patch_size}x{stage.patch_size} crops per process "
+                f"({str(err).splitlines()[0][:200]}). Lower train.stages[{p.stage}].batch_size "
+                f"or patch_size, or set train.bf16: true; then "
+                f"{self.checkpoints.go_on(' --resume-with-changes')}")
+
+    def _interrupted(self):
+        return self.stops.interrupted(self.checkpoints.latest, self.progress.global_step,
+                                      self.run_dir)
+
+    # ------------------------------------------------------------------ checkpoints
+
+    def _state(self) -> dict:
+        """What a training checkpoint holds."""
+        optimizer, scheduler = self.schedule.state() if self.schedule else (None, None)
+        return {
+            "model": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
+            "optimizer": optimizer,
+            "scheduler": scheduler,
+            "scaler": None,  # bf16 autocast needs no loss scaling
+            "progress": dataclasses.asdict(self.progress),
+            "world_size": self.ctx.world_size,
+            "rng": rng_state(),
+            "config": config_to_dict(self.cfg),
+            "channel_orders": order_record(self.model, self.bank.names, self.bank.embeddings),
+            **({"classifier": self.classifier_state} if self.classifier_state else {}),
+        }
+
+    def save(self, *names: str) -> None:
+        """Write the current state as ``checkpoints/<name>.pt`` for each name (rank 0 only).
+        Non-finite weights are never written: ``NonFiniteLossError`` instead."""
+        if len(self.window) and not self.ctx.distributed:
+            self._check_window()  # under torchrun every save follows a check of all ranks
+        if not self.ctx.is_main:
+            return
+        self.checkpoints.save(names, self._state(), self.step.loss_on_last_batch(),
+                              self.progress.global_step, self.progress.stage)
 
     def _train_classifier(self) -> None:
         """Train the degradation classifier (``classifier:`` section; ours, off by default) on
@@ -260,38 +380,8 @@ class Trainer(TrainerSetup, TrainerScheduling, TrainerStepping, TrainerCheckpoin
             self.classifier_state = train_classifier(self.cfg).to_state()
             stages = self.cfg.train.stages
             self.save("latest", f"stage{len(stages)}_{stages[-1].name}")
-            best = self.ckpt_dir / "best.pt"
+            best = self.checkpoints.dir / "best.pt"
             if best.is_file():  # an earlier validation's best weights get it too
                 atomic_save({**load_training_state(best), "classifier": self.classifier_state},
-                            best, self._go_on())
+                            best, self.checkpoints.go_on())
         self.ctx.barrier()
-
-
-def setup_for(cfg: ExperimentConfig) -> DistContext:
-    """The process group (or single process) of ``cfg.train``: device and timeouts."""
-    t = cfg.train
-    return setup(t.device, t.dist_timeout_s, t.dist_wait_timeout_s)
-
-
-def train(cfg: ExperimentConfig | None, run_dir: str | Path, resume: bool = False,
-          overwrite: bool = False, resume_with_changes: bool = False
-          ) -> dict[str, dict[str, float]]:
-    """Set up (one process or a ``torchrun`` group), train, tear down. ``cfg`` may be ``None``
-    with ``resume``: the run's stored config is used."""
-    if cfg is None and resume:
-        cfg = stored_config(run_dir)
-    if cfg is None:
-        raise ConfigError("a new run needs a config (--config)")
-    ctx = setup_for(cfg)
-    try:
-        results = Trainer(cfg, run_dir, resume, overwrite, ctx, resume_with_changes).run()
-    except RuntimeError as err:
-        # no teardown after a failure: destroying a broken group can block; exiting closes it
-        if peer_failure(err, ctx):
-            raise PeerFailedError(
-                f"rank {ctx.rank} stops: another process of the torchrun group failed (its "
-                f"error is printed by that process) or did not answer within "
-                f"train.dist_timeout_s ({str(err).splitlines()[0][:160]})") from None
-        raise
-    teardown(ctx)
-    return results

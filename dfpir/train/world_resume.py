@@ -50,3 +50,17 @@ def restart_schedule_at(scheduler, optimizer: torch.optim.Optimizer, done: int) 
         for group, lr in zip(optimizer.param_groups, lrs, strict=True):
             group["lr"] = lr
         scheduler._last_lr = list(lrs)
+
+
+def continue_on_world(progress, train, old_world: int, sizes) -> list[str]:
+    """Move ``progress`` (a ``stages.Progress`` in a stage of ``train``) to the image where
+    ``old_world`` processes left its epoch, for this world's ``sizes`` (``StageSizes``);
+    returns what to tell the user."""
+    from .stages import process_batch_size
+
+    stage = train.stages[progress.stage]
+    old_batch = process_batch_size(stage.batch_size, old_world, train.batch_size_is_global)
+    change = resume_on_world(progress.iteration, old_world, sizes.world_size, old_batch,
+                             sizes.batch(stage))
+    progress.iteration = change.iteration
+    return change.messages

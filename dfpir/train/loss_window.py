@@ -1,5 +1,6 @@
-"""The steps since the last check: losses and gradient norms kept on the device, read back
-together every ``train.log_every`` steps (one host-device synchronisation, one all-reduce)."""
+"""The steps since the last check: each step's loss and gradient norm kept on the device, read
+back together every ``train.log_every`` steps (one host-device synchronisation, one
+all-reduce)."""
 
 from __future__ import annotations
 
@@ -50,7 +51,7 @@ class WindowResult:
 
 
 @dataclass
-class StepWindow:
+class LossWindow:
     """Collects each step's loss and gradient norm as device tensors (no synchronisation) and
     checks them in one read: a NaN on any rank stays NaN in the sum."""
 

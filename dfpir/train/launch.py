@@ -1,0 +1,38 @@
+"""Starting a training run: the process group (one process or a ``torchrun`` group), the
+trainer, and the teardown; a collective that fails because of another rank is named so."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..config import ConfigError, ExperimentConfig
+from .distributed import peer_failure, teardown
+from .errors import PeerFailedError
+from .run_setup import setup_for, stored_config
+from .trainer import Trainer
+
+__all__ = ["train"]
+
+
+def train(cfg: ExperimentConfig | None, run_dir: str | Path, resume: bool = False,
+          overwrite: bool = False, resume_with_changes: bool = False
+          ) -> dict[str, dict[str, float]]:
+    """Set up (one process or a ``torchrun`` group), train, tear down. ``cfg`` may be ``None``
+    with ``resume``: the run's stored config is used."""
+    if cfg is None and resume:
+        cfg = stored_config(run_dir)
+    if cfg is None:
+        raise ConfigError("a new run needs a config (--config)")
+    ctx = setup_for(cfg)
+    try:
+        results = Trainer(cfg, run_dir, resume, overwrite, ctx, resume_with_changes).run()
+    except RuntimeError as err:
+        # no teardown after a failure: destroying a broken group can block; exiting closes it
+        if peer_failure(err, ctx):
+            raise PeerFailedError(
+                f"rank {ctx.rank} stops: another process of the torchrun group failed (its "
+                f"error is printed by that process) or did not answer within "
+                f"train.dist_timeout_s ({str(err).splitlines()[0][:160]})") from None
+        raise
+    teardown(ctx)
+    return results

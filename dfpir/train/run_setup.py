@@ -1,0 +1,158 @@
+"""Setting up a training run, step by step: the config (a resumed run's stored one, changes
+refused or recorded), the model, the data check before anything is written, the prompt bank,
+and the run directory's first files."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import torch
+from torch.nn.parallel import DistributedDataParallel
+
+from ..config import (
+    ExperimentConfig,
+    apply_override,
+    build_dataclass,
+    config_to_dict,
+    save_config,
+)
+from ..data import DataConfig, DataError, check_data
+from ..models import DFPIR
+from ..models.checkpoint import check_state_dict
+from ..prompts import DEGRADATIONS, PromptBank, build_encoder
+from .checkpoint_io import load_training_state
+from .distributed import DistContext, setup
+from .errors import RunDirError
+from .rundir import (
+    config_changes,
+    record_changes,
+    refuse_changes,
+    remove_stale_temporaries,
+    set_aside_owned_files,
+)
+
+logger = logging.getLogger(__name__)
+
+
+def stored_config(run_dir: str | Path, overrides: list[str] | tuple[str, ...] = ()
+                  ) -> ExperimentConfig:
+    """The config stored in a run's ``checkpoints/latest.pt`` (with ``--set`` overrides): what
+    ``--resume`` continues with when no config is given."""
+    latest = Path(run_dir) / "checkpoints" / "latest.pt"
+    if not latest.is_file():
+        raise RunDirError(no_checkpoint_message(Path(run_dir)))
+    return config_of(load_training_state(latest), latest, overrides)
+
+
+def config_of(state: dict, latest: Path, overrides=()) -> ExperimentConfig:
+    """The config a training checkpoint stores, with ``overrides``."""
+    raw = state.get("config")
+    if not isinstance(raw, dict):
+        raise RunDirError(f"{latest} stores no config; it was not written by this trainer")
+    raw = dict(raw)
+    origin = {key: f"the config stored in {latest}" for key in raw}
+    for override in overrides:
+        apply_override(raw, override, origin)
+    return build_dataclass(ExperimentConfig, raw, "", origin)
+
+
+def no_checkpoint_message(run_dir: Path) -> str:
+    latest = run_dir / "checkpoints" / "latest.pt"
+    if (run_dir / "config.yaml").is_file():
+        return (f"--resume: no checkpoint at {latest}: the run was stopped before its first "
+                "checkpoint; start it again with --overwrite")
+    return f"--resume: no checkpoint at {latest}; {run_dir} holds no run (is --run-dir right?)"
+
+
+def resolve_config(cfg: ExperimentConfig | None, run_dir: Path, is_main: bool, resume: bool,
+                   overwrite: bool, resume_with_changes: bool
+                   ) -> tuple[ExperimentConfig, dict | None, dict]:
+    """(config, resumed checkpoint or ``None``, changes against the stored config). A resumed
+    run continues its stored config (``cfg`` may differ in the resumable keys only, unless
+    ``resume_with_changes``); a new run refuses a run directory that holds a run."""
+    latest = run_dir / "checkpoints" / "latest.pt"
+    if resume:
+        state = load_training_state(latest)  # refuses non-finite weights
+        stored = config_of(state, latest)
+        cfg = cfg or stored
+        changes = config_changes(config_to_dict(stored), config_to_dict(cfg))
+        if not resume_with_changes:
+            refuse_changes(changes)
+        return cfg, state, changes
+    if is_main and (run_dir / "config.yaml").exists() and not overwrite:
+        how = ("pass --resume to continue it or --overwrite to start again there"
+               if latest.is_file() else "it was stopped before its first checkpoint, so "
+               "--resume cannot continue it: pass --overwrite to start again there")
+        raise RunDirError(f"{run_dir} already holds a run; {how}")
+    return cfg, None, {}
+
+
+def build_model(cfg: ExperimentConfig, ctx: DistContext, state: dict | None, source: str
+                ) -> tuple[DFPIR, torch.nn.Module]:
+    """(the model, what batches go through: the model, or its DDP wrapper under torchrun).
+    Every rank starts from the same weights (``cfg.seed``), then draws its own random
+    streams."""
+    torch.manual_seed(cfg.seed)
+    model = DFPIR(cfg.model).to(ctx.device)
+    torch.manual_seed(cfg.seed + ctx.rank)
+    if state is not None:
+        check_state_dict(model, state["model"], source)
+        model.load_state_dict(state["model"])
+    if cfg.train.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    net: torch.nn.Module = model
+    if ctx.distributed:
+        ids = [ctx.device.index] if ctx.device.type == "cuda" else None
+        net = DistributedDataParallel(model, device_ids=ids)
+    if cfg.train.compile:
+        net = torch.compile(net)
+    return model, net
+
+
+def check_data_first(data: DataConfig) -> None:
+    """Fail before the first step, with every problem listed."""
+    report = check_data(data)
+    if report.ok:
+        return
+    logger.error("%s", report.format())
+    first = next(f"{s.name} (task {s.task}): {p.splitlines()[0]}"
+                 for s in report.sets for p in s.problems)
+    more = (f" (and {report.problem_count - 1} more problems, listed above and by "
+            "`dfpir prepare --check --config CONFIG`)" if report.problem_count > 1 else "")
+    raise DataError(f"the data check failed, nothing was trained: {first}{more}")
+
+
+def build_prompts(cfg: ExperimentConfig, device: torch.device
+                  ) -> tuple[PromptBank, dict[str, torch.Tensor]]:
+    """The prompt bank of every task the run trains or tests, and each task's embedding on the
+    device once (a batch's prompts are stacked there, not copied from the host each step)."""
+    data = cfg.data
+    tasks = sorted({t.task for t in data.train_tasks} | {t.task for t in data.test_sets}
+                   | (set(data.builtin.tasks) if data.builtin.enabled else set()),
+                   key=list(DEGRADATIONS).index)
+    bank = PromptBank(build_encoder(cfg.prompts, device), tasks, cfg.prompts.style)
+    return bank, {n: bank(n, device)[0] for n in bank.names}
+
+
+def open_run_dir(run_dir: Path, cfg: ExperimentConfig, overwrite: bool, changes: dict,
+                 resumed_step: int | None, resume_with_changes: bool) -> bool:
+    """The run directory's first writes, once every check has passed (rank 0): an old run
+    set aside with ``overwrite`` (returns whether it was), stale temporaries removed, the
+    config (a new run) or the changes a resume made. ``resumed_step`` is ``None`` for a new
+    run."""
+    aside = bool(set_aside_owned_files(run_dir)) if overwrite else False
+    remove_stale_temporaries(run_dir)
+    if resumed_step is None:
+        save_config(cfg, run_dir / "config.yaml")
+    elif changes:
+        path = record_changes(run_dir, changes, resumed_step, resume_with_changes)
+        logger.warning("resumed with config changes (recorded in %s): %s", path,
+                       ", ".join(changes))
+    return aside
+
+
+def setup_for(cfg: ExperimentConfig) -> DistContext:
+    """The process group (or single process) of ``cfg.train``: device and timeouts."""
+    t = cfg.train
+    return setup(t.device, t.dist_timeout_s, t.dist_wait_timeout_s)
