@@ -21,7 +21,7 @@ MOVED: dict[str, tuple[str, ...]] = {
     "dfpir.blind.evaluation": ("dfpir.eval.blind",),
     "dfpir.device_report": ("dfpir.perf.device_report",),
     "dfpir.eval_loop": ("dfpir.eval.loop",),
-    "dfpir.evaluate": ("dfpir.eval.evaluate",),
+    "dfpir.evaluate": ("dfpir.eval.evaluation",),
     "dfpir.inference": ("dfpir.restore.inference", "dfpir.device"),
     "dfpir.metrics": ("dfpir.eval.metrics",),
     "dfpir.onnx_export": ("dfpir.restore.onnx_export",),

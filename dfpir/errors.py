@@ -21,6 +21,11 @@ class DeviceError(DfpirError, ValueError):
     """A device name that is not valid, or names a device this machine does not have."""
 
 
+class PromptError(DfpirError, ValueError):
+    """An unknown degradation, prompt style or encoder, or an encoder that cannot run here
+    (no CLIP weights and no download)."""
+
+
 class FigureError(DfpirError, ValueError):
     """A figure that cannot be drawn for this model or data (no DGPB, unknown module, ...)."""
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import types
+import unicodedata
 from typing import Annotated, Any, Literal, Union, get_args, get_origin, get_type_hints
 
 from .errors import ConfigError
@@ -20,6 +21,13 @@ __all__ = ["build_dataclass", "check_plain_name", "convert"]
 
 
 def _type_name(annotation: Any) -> str:
+    hint = get_origin(annotation)
+    if hint is Literal:
+        return " | ".join(map(repr, get_args(annotation)))
+    if hint is Union or hint is types.UnionType:
+        return " or ".join(_type_name(a) for a in get_args(annotation) if a is not type(None))
+    if hint is Annotated:
+        return _type_name(get_args(annotation)[0])
     return getattr(annotation, "__name__", None) or str(annotation).replace("typing.", "")
 
 
@@ -111,8 +119,14 @@ def build_dataclass(cls: type, values: dict, where: str = "",
     prefix = f"{where}." if where else ""
     for key in values:
         if key not in names:
-            close = difflib.get_close_matches(str(key), names, n=1)
+            text = str(key)
+            hidden = [c for c in text if not c.isprintable() or unicodedata.category(c) == "Cf"]
+            seen = "".join(c for c in text if c not in hidden)
+            close = difflib.get_close_matches(seen, names, n=1)
             hint = f"; did you mean {close[0]!r}?" if close else f"; expected one of {names}"
+            if hidden:  # a zero-width space or the like, pasted in: name it
+                hint = (f" ({text!r} holds the invisible character(s) "
+                        f"{', '.join(f'U+{ord(c):04X}' for c in hidden)}){hint}")
             raise _fail(f"{prefix}{key}", origin, f"unknown key{hint}")
     kwargs = {k: convert(v, hints[k], f"{prefix}{k}", origin) for k, v in values.items()}
     try:

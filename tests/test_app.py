@@ -210,3 +210,34 @@ def test_page_in_headless_chromium(tmp_path):
     finally:
         driver.quit()
         app.close()
+        shutil.rmtree(app.out_root, ignore_errors=True)  # as dfpir app does when it stops
+
+
+def test_sigterm_stops_the_app_and_removes_its_folder(tmp_path):
+    """kill (SIGTERM) ends `dfpir app` as Ctrl-C does: exit 143 and its folder of restored
+    uploads (dfpir_app_*) gone."""
+    import signal
+    import subprocess
+    import sys
+
+    pytest.importorskip("gradio")
+    ckpt = save_tiny(tmp_path / "tiny.pt")
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    env = {**os.environ, "TMPDIR": str(temp)}
+    proc = subprocess.Popen([sys.executable, "-m", "dfpir", "app", "--ckpt", str(ckpt),
+                             "--port", str(_free_port()), "--device", "cpu"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        line = proc.stdout.readline()  # "serving ...": the folder exists from here on
+        assert line.startswith("serving"), line + proc.stderr.read()
+        deadline = time.time() + 60
+        while not list(temp.glob("dfpir_app_*")) and time.time() < deadline:
+            time.sleep(0.2)
+        assert list(temp.glob("dfpir_app_*"))
+        time.sleep(2)  # into gradio's serving loop
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 143
+    finally:
+        proc.kill()
+    assert not list(temp.glob("dfpir_app_*"))

@@ -194,6 +194,12 @@ def test_a_clean_top_guess_is_left_as_it_is_in_every_mode():
     assert unsure.label == "clean" and unsure.unsure
     guessed = choose_degradation(unsure, "restore")
     assert guessed.degradation is None and guessed.clean and "left as it is" in guessed.message
+    stopped = choose_degradation(unsure)  # an unsure clean top guess is handled, not a failure
+    assert stopped.degradation is None and stopped.clean and "left as it is" in stopped.message
+    with torch.no_grad():  # an unsure degradation guess keeps --if-unsure stop's meaning
+        clf.net[-1].bias.copy_(torch.tensor([1.0, 0.0, 0.0]))
+    unsure = clf.predict(_smooth())
+    assert unsure.label == "derain" and unsure.unsure
     stopped = choose_degradation(unsure)
     assert stopped.degradation is None and not stopped.clean and "not restored" in stopped.message
 

@@ -175,3 +175,16 @@ def test_help_into_a_closed_pipe_is_quiet():
     proc.stdout.close()  # closed before the child prints: its write meets a broken pipe
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 0 and b"Traceback" not in err and b"BrokenPipe" not in err
+
+
+def test_version_and_did_you_mean(capsys):
+    from importlib.metadata import version
+
+    from dfpir.prompts import PromptError, get_degradation
+
+    assert dfpir(["--version"]) == 0
+    assert capsys.readouterr().out.startswith(f"dfpir {version('dfpir')} (torch ")
+    assert dfpir(["trian"]) == 2
+    assert "unknown command 'trian'; did you mean 'train'?" in capsys.readouterr().err
+    with pytest.raises(PromptError, match="did you mean 'derain'"):
+        get_degradation("derian")

@@ -138,3 +138,9 @@ def test_dist_timeouts_out_of_range_are_refused_when_read(key, value):
     its ranks in a nanosecond: both are config errors naming the key, before any rank starts."""
     with pytest.raises(ConfigError, match=rf"train\.{key}: .*in \[1, "):
         load_config(None, [f"train.{key}={value}"])
+
+
+def test_an_invisible_character_in_a_set_key_is_shown():
+    with pytest.raises(ConfigError, match=r"holds the invisible character\(s\) U\+200B.*did you "
+                                          r"mean 'log_every'"):
+        load_config(None, ["train.log_every\u200b=1"])

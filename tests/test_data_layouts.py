@@ -16,6 +16,7 @@ from test_data_fixtures import (
     make_gopro_flat,
     make_gopro_nested,
     make_lol,
+    write_pair,
 )
 
 from dfpir.data import (
@@ -320,3 +321,57 @@ def test_shipped_configs_read_the_release_lists_and_its_selection_settings():
     five = load_config(REPO / "configs" / "five_task.yaml").train
     assert (five.select_every_iters, five.select_tolerance_iters,
             five.select_tolerance_epochs) == (3000, 1e-5, 1e-3)
+
+
+def test_prepare_flattens_gopro_sequences_and_the_check_passes(tmp_path, capsys):
+    """GoPro_Large/train/<sequence>/blur|sharp/<frame>.png becomes the release's flat layout
+    (<sequence>_<frame>.png), copied, the originals untouched; a second run writes nothing;
+    --check then finds every pair the (test's) list names."""
+    from dfpir.data.gopro import flatten_gopro
+
+    source = tmp_path / "GoPro_Large" / "train"
+    for sequence in ("GOPR0372_07_00", "GOPR0374_11_01"):
+        for frame in ("000047.png", "000048.png"):
+            write_pair(source / sequence / "blur" / frame, source / sequence / "sharp" / frame,
+                       seed=len(sequence) + int(frame[:6]))
+    before = sorted(p.relative_to(source) for p in source.rglob("*.png"))
+    main = load_script("prepare_data").main
+    into = tmp_path / "Train" / "Deblur"
+    assert main(["--flatten-gopro", str(source), "--into", str(into)]) == 0
+    out = capsys.readouterr().out
+    assert "8 file(s) copied, 0 pair(s) already there" in out
+    assert "train_gopro.txt names 2103 pairs" in out  # the release's list, checked
+    assert sorted(p.name for p in (into / "blur").iterdir()) == [
+        "GOPR0372_07_00_000047.png", "GOPR0372_07_00_000048.png",
+        "GOPR0374_11_01_000047.png", "GOPR0374_11_01_000048.png"]
+    assert sorted(p.relative_to(source) for p in source.rglob("*.png")) == before
+    again = flatten_gopro(source, into, link=True)
+    assert again.written == 0 and again.kept == 4
+    listing = tmp_path / "list.txt"
+    listing.write_text("GOPR0372_07_00_000047.png\nGOPR0374_11_01_000048.png\n")
+    config = tmp_path / "c.yaml"
+    config.write_text(
+        f"data:\n  data_root: {tmp_path}\n  test_sets: []\n  train_tasks:\n"
+        f"    - {{task: deblur, roots: [Train/Deblur], list_file: {listing}}}\n")
+    assert main(["--check", "--config", str(config)]) == 0
+    assert main(["--flatten-gopro", str(tmp_path / "nope"), "--into", str(into)]) == 2
+    assert "is not a folder" in capsys.readouterr().err
+
+
+def test_a_test_image_too_thin_for_evaluation_is_a_problem_before_training(tmp_path):
+    """Evaluation crops each side to a multiple of 16: a 1x200 test image would end a run in
+    its final evaluation, after all the training; the check before training names it."""
+    import numpy as np
+
+    from dfpir.data import check_data, write_image
+
+    root = tmp_path / "test" / "derain" / "Rain100L"
+    make_derain_test(root, count=1)
+    write_image(root / "input" / "rain-9.png", np.zeros((1, 200, 3), np.uint8))
+    write_image(root / "target" / "norain-9.png", np.zeros((1, 200, 3), np.uint8))
+    cfg = DataConfig(data_root=str(tmp_path), train_tasks=[],
+                     test_sets=[TestSetConfig(name="r", task="derain", root=str(root))])
+    report = check_data(cfg)
+    assert not report.ok
+    assert any("rain-9.png is 200x1" in p and "at least 16x16" in p
+               for s in report.sets for p in s.problems)

@@ -35,6 +35,10 @@ def test_quick_report_end_to_end(tmp_path, capsys):
     # training: batch 5 with the cache off and on, all timed, the data wait a fraction
     runs = report["training"]["runs"]
     assert {(r["batch"], r["cache"]) for r in runs} >= {(5, False), (5, True)}
+    compiled = [r for r in runs if r["compile"] != "none"]  # on a GPU: timed; here: said why
+    assert {r["compile"] for r in compiled} == {"regional", "reduce-overhead"}
+    assert all("minutes on a CPU" in r["skipped"] for r in compiled)
+    runs = [r for r in runs if r["compile"] == "none"]
     for r in runs:
         assert r["iterations"] >= 1 and 0.0 <= r["data_wait_fraction"] < 1.0 and r["it_s"] > 0
     recipes = [p["recipe"] for p in report["training"]["projections"]["fp32"]]

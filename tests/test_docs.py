@@ -102,6 +102,20 @@ def test_cli_reference_is_current():
         assert page == cli_reference.render(), "docs/cli.md is stale: run python tools/cli_reference.py"
 
 
+def test_config_reference_is_current():
+    """docs/config.md lists every key of the config dataclasses, each with a line saying what
+    it is for, exactly as tools/config_reference.py writes it."""
+    import config_reference
+
+    page = config_reference.PAGE.read_text()
+    rows = config_reference.rows(config_reference.ExperimentConfig)
+    assert len(rows) > 120 and all(comment for _, _, _, comment in rows), \
+        [key for key, _, _, comment in rows if not comment]
+    assert all(f"| `{key}` |" in page for key, *_ in rows)
+    assert page == config_reference.render(), "docs/config.md is stale: run python " \
+        "tools/config_reference.py"
+
+
 def test_demo_table_is_copied_between_the_markers(tmp_path):
     import copy_demo_results as copier
 

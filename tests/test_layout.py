@@ -14,7 +14,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "dfpir"
 #: libraries, the command line.
 LAYERS: dict[str, int] = {
     "errors": 0,
-    "schema": 1, "outputs": 1,
+    "schema": 1, "outputs": 1, "paths": 1,
     "device": 2, "models": 2,
     "data": 3,
     "prompts": 4,
@@ -29,10 +29,11 @@ LAYERS: dict[str, int] = {
     "__main__": 13,
 }
 #: Top-level modules besides packages: the shared basics (errors, the strict converter, the
-#: check of an output place, devices), the one loading path, __main__, and
+#: check of an output place, what is wrong with an input path, devices), the one loading path,
+#: __main__, and
 #: the finder of 0.1's import paths (dfpir._compat, to go in 0.3).
-TOP_MODULES = {"__init__", "__main__", "_compat", "errors", "schema", "outputs", "device",
-               "loading"}
+TOP_MODULES = {"__init__", "__main__", "_compat", "errors", "schema", "outputs", "paths",
+               "device", "loading"}
 MAX_LINES = 400
 
 

@@ -127,8 +127,11 @@ def test_psnr_loss_config_is_checked():
 
     with pytest.raises(ValueError, match="loss_weighting must be 'none' with loss 'psnr'"):
         TrainConfig(loss="psnr", loss_weighting="input")
-    with pytest.raises(ValueError, match="psnr_loss_floor must be a number > 0"):
-        TrainConfig(loss="psnr", psnr_loss_floor=0.0)
+    for floor in (0.0, 1e-300, 2.0):  # 1e-300 rounds to 0 in fp32: log10(0) = -inf
+        with pytest.raises(ValueError, match=r"psnr_loss_floor must be a number in \[1e-10, 1\]"):
+            TrainConfig(loss="psnr", psnr_loss_floor=floor)
+    perfect = torch.rand(2, 3, 8, 8)  # the smallest floor allowed keeps a perfect crop finite
+    assert torch.isfinite(per_sample_loss("psnr", perfect, perfect, 1e-10)).all()
     restored, clean, degraded = _batch()
     with pytest.raises(ValueError, match="not 'psnr'"):
         input_normalised_loss("psnr", restored, clean, degraded)

@@ -123,11 +123,27 @@ def test_order_record_notes_changed_orders_and_prompts():
     moved = {"derain": F.normalize(torch.randn(512), dim=0), "dehaze": embeddings[1]}
     (note,) = check_prompt_record(model, record, moved)
     assert "differ from those recorded" in note and "change the channel order" in note
-    # a device that rounds a near-tie the other way: swap two recorded positions
+    # an edited record: the top two of a prompt exchanged, far apart in score: loud
     block = next(iter(record["orders"]))
-    record["orders"][block][1, [0, 1]] = record["orders"][block][1, [1, 0]]
-    (note,) = check_order_record(model, record)
-    assert note.startswith(f"{block}:") and "dehaze" in note and "derain" not in note
+    edited = {**record, "orders": {k: v.clone() for k, v in record["orders"].items()}}
+    edited["orders"][block][1, [0, 1]] = edited["orders"][block][1, [1, 0]]
+    (note,) = check_order_record(model, edited)
+    assert note.startswith(f"warning: {block}:") and "do not match" in note
+    assert "dehaze" in note and "derain" not in note
+    # a device that rounds a near-tie the other way: two scores made exactly equal, their
+    # recorded positions exchanged: a quiet note, the near-tie named
+    order = record["orders"][block][1]
+    i, j = int(order[3]), int(order[4])
+    with torch.no_grad():
+        dgm = model.dgpbs()[block].dgm
+        dgm.fc2.weight[j] = dgm.fc2.weight[i]
+        dgm.fc2.bias[j] = dgm.fc2.bias[i]
+    tied = order_record(model, names, embeddings)
+    row = tied["orders"][block][1]
+    a, b = int((row == i).nonzero()), int((row == j).nonzero())
+    row[[a, b]] = row[[b, a]]
+    (note,) = check_order_record(model, tied)
+    assert note.startswith(f"{block}:") and "near-tie" in note and "dehaze" in note
 
 
 def test_training_records_orders_and_loading_checks_them(tmp_path, caplog):
@@ -148,5 +164,5 @@ def test_training_records_orders_and_loading_checks_them(tmp_path, caplog):
     block = next(iter(record["orders"]))
     record["orders"][block][0] = record["orders"][block][0].flip(0)
     torch.save(state, path)
-    notes = load_experiment(path).notes
-    assert len(notes) == 1 and notes[0].startswith(block)
+    notes = load_experiment(path).notes  # all reversed: no rounding gives that, loudly
+    assert len(notes) == 1 and notes[0].startswith(f"warning: {block}")

@@ -143,3 +143,38 @@ def test_format_round_trip():
         back = finish_image(prepared.rgb, prepared)
         assert back.dtype == array.dtype and np.array_equal(back, array), array.shape
     assert prepare_image(cases[4]).notes and prepare_image(cases[1]).grayscale
+
+
+def test_other_files_and_animations_are_named_not_passed_over(tmp_path, caplog):
+    from PIL import Image
+
+    from dfpir.restore import collect_inputs
+
+    frames = [Image.new("RGB", (20, 20), (40 * i, 0, 0)) for i in range(3)]
+    frames[0].save(tmp_path / "anim.gif", save_all=True, append_images=frames[1:])
+    write_image(tmp_path / "photo.png", photo(16, 16))
+    with caplog.at_level("INFO", logger="dfpir"):
+        assert collect_inputs(tmp_path) == [tmp_path / "photo.png"]
+        assert collect_inputs(tmp_path / "anim.gif") == [tmp_path / "anim.gif"]
+    said = " ".join(r.getMessage() for r in caplog.records)
+    assert "1 file(s) of" in said and "anim.gif" in said
+    assert "has 3 frames (an animation): only the first is restored" in said
+
+
+def test_a_fifo_or_folder_is_not_called_missing(tmp_path):
+    import os
+
+    from dfpir.data import DataError
+    from dfpir.models.checkpoint import CheckpointError, read_checkpoint
+    from dfpir.restore import collect_inputs
+
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    with pytest.raises(DataError, match="is not a regular file \\(a FIFO\\)"):
+        collect_inputs(fifo)
+    with pytest.raises(CheckpointError, match="is a folder, not a file"):
+        read_checkpoint(tmp_path)
+    empty = tmp_path / "empty.pt"
+    empty.write_bytes(b"")
+    with pytest.raises(CheckpointError, match="is empty \\(0 bytes\\)"):
+        read_checkpoint(empty)

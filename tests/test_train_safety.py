@@ -366,3 +366,17 @@ def test_restore_files_goes_on_after_out_of_memory(tmp_path, monkeypatch):
         progress=False)
     assert [p.name for p in summary.written] == ["a.png", "c.png"]
     assert summary.failed[0][0].name == "b.png" and "out of memory" in summary.failed[0][1]
+
+
+def test_a_refused_start_leaves_no_empty_output_dir(tmp_path):
+    """The run folder and the output_dir above it, made for the lock, go when the checks
+    refuse the run (here: a data folder that is not there)."""
+    from dfpir.data import DataError
+
+    cfg = tiny_cfg("data.builtin.enabled=false", f"data.data_root={tmp_path / 'none'}",
+                   "data.test_sets=[]",
+                   "data.train_tasks=[{task: derain, roots: [Train/Derain]}]")
+    run_dir = tmp_path / "out" / "deeper" / "run"
+    with pytest.raises(DataError):
+        Trainer(cfg, run_dir)
+    assert list(tmp_path.iterdir()) == []

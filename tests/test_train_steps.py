@@ -153,7 +153,7 @@ def test_the_commands_of_the_gpu_guide_parse():
                 if "scripts/train.py" in line or line.startswith("dfpir train")]
     assert len(commands) >= 6
     for command in commands:
-        command = command.split("#")[0]
+        command = command.split("#")[0].rstrip().removesuffix("&")  # "cmd &": in the background
         command = re.sub(r"\$(\w+)", lambda m: "--resume" if m[1] == "RESUME" else "1",
                          command)
         words = shlex.split(command)

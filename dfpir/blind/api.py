@@ -70,9 +70,10 @@ class BlindChoice:
 
 
 def choose_degradation(prediction: Prediction, if_unsure: str = IF_UNSURE[0]) -> BlindChoice:
-    """Restore with the top prediction, or leave the image as it is when that is ``clean``;
-    when it is unsure (probability below its threshold) name the top two and leave the image
-    as it is (``"stop"``, the default) or follow the top guess anyway (``"restore"``)."""
+    """Restore with the top prediction, or leave the image as it is (and count it handled)
+    when that is ``clean``, however sure; when a degradation guess is unsure (probability below
+    its threshold) name the top two and leave the image as it is (``"stop"``, the default) or
+    follow the top guess anyway (``"restore"``)."""
     if if_unsure not in IF_UNSURE:
         raise ValueError(f"if_unsure must be one of {IF_UNSURE}, got {if_unsure!r}")
     p = prediction
@@ -83,7 +84,7 @@ def choose_degradation(prediction: Prediction, if_unsure: str = IF_UNSURE[0]) ->
         return BlindChoice(p, p.label, f"predicted {p.describe()}")
     top_two = (f"{p.label} (p={p.probability:.2f}) or {p.runner_up} "
                f"(p={p.runner_up_probability:.2f})")
-    if if_unsure == "restore" and p.label == CLEAN:
+    if p.label == CLEAN:  # the top guess is clean, however sure: nothing to restore
         return BlindChoice(p, None, f"unsure (below {p.threshold:.2f}): {top_two}; the top "
                                     "guess is clean: left as it is", clean=True)
     if if_unsure == "restore":

@@ -15,9 +15,11 @@ error prints ``error: ...`` and exits with status 2 (``dfpir.cli.common.run_cli`
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import sys
 from collections.abc import Sequence
+from importlib.metadata import version
 
 __all__ = ["COMMANDS", "main"]
 
@@ -29,7 +31,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "prepare": ("prepare", "check the datasets of a config; fill the decode cache"),
     "visualize": ("visualize", "the paper's analysis figures and a restoration grid"),
     "benchmark": ("benchmark", "parameters, FLOPs and speed of DFPIR and Restormer"),
-    "export": ("export", "export a training checkpoint (release layout, safetensors)"),
+    "export": ("export", "export a checkpoint (release layout, safetensors) or one task with "
+               "its prompt folded in (ONNX, safetensors)"),
     "rank": ("rank", "rank evaluation folders into the paper's Table 3"),
     "export_prompts": ("export_prompts", "write a prompt embedding table (encoder: file)"),
     "train_classifier": ("train_classifier", "train the degradation classifier (ours) for "
@@ -38,6 +41,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "benchmark_onnx": ("benchmark_onnx", "onnxruntime against PyTorch on the CPU (onnx extra)"),
     "check_prompts": ("check_prompts", "how close the DGCPM channel orders are to changing"),
     "benchmark_data": ("benchmark_data", "training-crop throughput with and without the cache"),
+    "benchmark_compile": ("benchmark_compile", "compile time and warm step per train.compile "
+                          "mode"),
     "device_report": ("device_report", "throughput, end-to-end training and inference on one "
                       "device (GPU), as a report"),
     "compare_release": ("compare_release", "output difference and CPU speed against the "
@@ -45,9 +50,17 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+def torch_version() -> str:
+    try:
+        return version("torch")
+    except Exception:  # noqa: BLE001 (a broken install still shows dfpir's version)
+        return "not installed"
+
+
 def _usage() -> str:
     width = max(map(len, COMMANDS))
-    lines = ["usage: dfpir <command> [options]   (dfpir <command> --help for its options)",
+    lines = ["usage: dfpir <command> [options]   (dfpir <command> --help for its options; "
+             "dfpir --version)",
              "", "commands:"]
     lines += [f"  {name:<{width}}  {summary}" for name, (_, summary) in COMMANDS.items()]
     return "\n".join(lines)
@@ -59,9 +72,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args or args[0] in ("-h", "--help"):
         print(_usage())
         return 0 if args else 2
+    if args[0] in ("-V", "--version"):
+        print(f"dfpir {version('dfpir')} (torch {torch_version()})")
+        return 0
     name, rest = args[0], args[1:]
     if name not in COMMANDS:
-        print(f"error: unknown command {name!r}\n{_usage()}", file=sys.stderr)
+        close = difflib.get_close_matches(name, list(COMMANDS), n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        print(f"error: unknown command {name!r}{hint}\n{_usage()}", file=sys.stderr)
         return 2
     module = importlib.import_module(f"{__name__}.{COMMANDS[name][0]}")
     if name == "visualize":

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import argparse
 import shutil
+import signal
 import socket
+import sys
 from collections.abc import Sequence
 
 import torch
@@ -62,10 +64,13 @@ def run(args: argparse.Namespace) -> int:
                          args.tile, args.tile_overlap, args.threads)
     app = build_app(bundle)
     print(f"serving {bundle.describe()} on http://{args.host}:{args.port} (Ctrl-C stops)")
+    # SIGTERM (kill, systemd, SLURM) ends it as Ctrl-C does: through the cleanup below
+    previous = signal.signal(signal.SIGTERM, lambda signum, _frame: sys.exit(128 + signum))
     try:
         app.queue().launch(server_name=args.host, server_port=args.port, share=args.share,
                            allowed_paths=[str(app.out_root)], show_error=True)
     finally:  # the restored uploads are the app's own files: gone when it stops
+        signal.signal(signal.SIGTERM, previous)
         shutil.rmtree(app.out_root, ignore_errors=True)
     return 0
 

@@ -70,6 +70,7 @@ def run(args: argparse.Namespace) -> int:
     if args.no_compile:
         settings.modes = [m for m in settings.modes if "compile" not in m]
         settings.compile_check = False
+        settings.train_compile_modes = []
     run_report(args.out, settings, config, tuple(args.sections),
                progress=lambda msg: print(msg, flush=True))
     out = Path(args.out)

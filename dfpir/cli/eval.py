@@ -14,7 +14,7 @@ from pathlib import Path
 from ..blind.cli import add_eval_arguments
 from ..errors import OutputPlaceError
 from ..eval.blind import blind_markdown
-from ..eval.evaluate import evaluate
+from ..eval.evaluation import evaluate
 from ..eval.report import write_report
 from ..eval.tables import PAPER_LAYOUTS
 from ..loading import load_experiment

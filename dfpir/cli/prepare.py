@@ -17,6 +17,7 @@ import dataclasses
 import json
 import logging
 from collections.abc import Sequence
+from pathlib import Path
 
 from ..config import apply_override, load_raw
 from ..data import (
@@ -29,7 +30,9 @@ from ..data import (
     fill_cache,
     training_image_paths,
 )
+from ..data.build import resolve_list_file
 from ..data.config import DataConfig
+from ..data.gopro import flatten_gopro
 from ..errors import ConfigError
 from ..outputs import check_output_place
 from .common import run_cli
@@ -59,6 +62,14 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     parser.add_argument("--check", action="store_true", help="list pairs and problems")
     parser.add_argument("--decode", action="store_true", help="with --check: decode every image")
     parser.add_argument("--cache", metavar="DIR", help="decode the training images into DIR")
+    gopro = parser.add_argument_group("GoPro's per-sequence folders as the release's flat layout")
+    gopro.add_argument("--flatten-gopro", metavar="SRC", help="GoPro_Large/train (or test): "
+                       "copy its <sequence>/blur|sharp/<frame>.png pairs to --into as "
+                       "blur|sharp/<sequence>_<frame>.png (never moves or overwrites a file)")
+    gopro.add_argument("--into", metavar="DIR", help="with --flatten-gopro: the flattened "
+                       "folder, e.g. data/Train/Deblur")
+    gopro.add_argument("--link", action="store_true", help="with --flatten-gopro: hard links "
+                       "instead of copies (same file system; no extra space)")
     return parser
 
 
@@ -86,6 +97,8 @@ def run(args: argparse.Namespace) -> int:
     if args.data_root is not None:
         overrides.append(f"data.data_root={json.dumps(args.data_root)}")
     cfg = load_data_config(args.config, args.preset, overrides)
+    if args.flatten_gopro:
+        flatten(args)
     if args.cache:
         check_output_place(args.cache, "dir", "--cache")
     if args.check:
@@ -104,14 +117,33 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def flatten(args: argparse.Namespace) -> None:
+    """``--flatten-gopro SRC --into DIR``: the pairs written, and the release's training list
+    checked against the result (``release:train_gopro.txt``) when SRC is a train folder."""
+    if not args.into:
+        raise ConfigError("--flatten-gopro needs --into DIR (e.g. data/Train/Deblur)")
+    check_output_place(args.into, "dir", "--into")
+    listing = (resolve_list_file("release:train_gopro.txt", ".")
+               if "train" in Path(args.flatten_gopro).name.lower() else None)
+    report = flatten_gopro(args.flatten_gopro, args.into, link=args.link, list_file=listing)
+    how = "linked" if args.link else "copied"
+    print(f"flattened {args.flatten_gopro} into {args.into}: {report.written} file(s) {how}, "
+          f"{report.kept} pair(s) already there")
+    if report.listed is not None:
+        missing = (f"; missing e.g. {', '.join(report.missing)}" if report.missing else "")
+        print(f"the release's train_gopro.txt names {report.listed} pairs; {args.into} holds "
+              f"{report.listed_present} of them{missing}")
+
+
 def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
     """``dfpir prepare``: 0 when no problem was found, 1 when the check found problems, 2 for
     a bad command line or config (or data the cache cannot read)."""
     parser = build_parser(prog)
 
     def checked(args: argparse.Namespace) -> int:
-        if not (args.check or args.cache):
-            parser.error("nothing to do: give --check and/or --cache DIR")
+        if not (args.check or args.cache or args.flatten_gopro):
+            parser.error("nothing to do: give --check, --cache DIR and/or --flatten-gopro SRC "
+                         "--into DIR")
         return run(args)
 
     return run_cli(parser, checked, argv)

@@ -16,6 +16,7 @@ from ..blind.cli import AUTO, add_restore_arguments, auto_prompt_chooser
 from ..config import ConfigError
 from ..data.tasks import TASKS
 from ..loading import load_experiment, untrained_task_warning
+from ..models.orders import say_notes
 from ..outputs import check_output_place
 from ..prompts import PromptError, get_degradation
 from ..restore import (
@@ -98,8 +99,7 @@ def run(args: argparse.Namespace) -> int:
                              override_arch=args.override_arch)
     cfg = loaded.cfg
     device = next(loaded.model.parameters()).device
-    for note in loaded.notes:
-        logger.info("note: %s", note)
+    say_notes(loaded.notes, logger)
     prompt, choose = None, None
     if loaded.config.has_dgpb and args.degradation == AUTO:  # blind: dfpir.blind
         choose = auto_prompt_chooser({"classifier": loaded.classifier_state}, args.ckpt,
@@ -107,6 +107,9 @@ def run(args: argparse.Namespace) -> int:
                                      cfg.prompts, device, if_unsure=args.if_unsure,
                                      threshold=args.threshold)
     elif loaded.config.has_dgpb:
+        if args.if_unsure is not None or args.threshold is not None:
+            logger.warning("note: --if-unsure and --threshold apply to --degradation auto only; "
+                           "ignored with a named degradation or --prompt")
         if args.degradation is None and args.prompt is None:
             raise PromptError("this model needs a prompt: give --degradation NAME (or "
                               "auto) or --prompt TEXT")

@@ -30,20 +30,20 @@ class ClassifierConfig:
     existing checkpoint.
     """
 
-    enabled: bool = False
+    enabled: bool = False  # train the blind degradation classifier after the network (ours)
     tasks: list[str] = field(default_factory=list)  # classes ([] = the config's training tasks)
     crop: int = 96  # crop side (pixels) the statistics are computed on, at full resolution
     samples_per_task: int = 400  # training crops per task
     hidden: int = 64  # width of the two hidden layers of the MLP
     steps: int = 600  # full-batch Adam steps
-    lr: float = 0.01
-    weight_decay: float = 1.0e-4
+    lr: float = 0.01  # the classifier's learning rate
+    weight_decay: float = 1.0e-4  # the classifier's weight decay
     label_smoothing: float = 0.1  # keeps the crop probabilities from saturating
     max_crops: int = 24  # crops per image at prediction (their probabilities are averaged)
     threshold: float = 0.6  # below this top probability a prediction is "unsure"
     if_unsure: Literal["stop", "restore"] = "stop"  # leave it as it is (or restore with the guess)
     clean_class: bool = True  # a "clean" class trained on clean crops of the same images
-    seed: int = 0
+    seed: int = 0  # the classifier's own seed
 
     def __post_init__(self) -> None:
         if self.crop < 16:

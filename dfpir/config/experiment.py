@@ -22,6 +22,8 @@ import yaml
 from ..data.config import DataConfig, data_config_from_dict
 from ..errors import ConfigError
 from ..models import DFPIRConfig
+from ..models.compiling import CompileMode
+from ..paths import not_a_file
 from ..prompts import PromptConfig
 from ..schema import build_dataclass, check_plain_name, convert
 from .classifier import ClassifierConfig
@@ -67,11 +69,11 @@ class StageConfig:
     """One training stage. The paper: 80 epochs at lr 1e-4, patch 128, batch 5, then a
     fine-tune of 5 epochs at lr 1e-5, patch 192, batch 3 starting from the first's weights."""
 
-    name: str = "main"
-    epochs: int = 80
-    lr: float = 1e-4
-    patch_size: int = 128
-    batch_size: int = 5
+    name: str = "main"  # the stage's name (checkpoints stage<N>_<name>.pt)
+    epochs: int = 80  # epochs of the stage
+    lr: float = 1e-4  # Adam's learning rate at the stage's start
+    patch_size: int = 128  # training crop side
+    batch_size: int = 5  # crops per step (per process unless batch_size_is_global)
     max_iters: int = 0  # stop the stage after this many iterations (0 = run all epochs)
     t_max_epochs: int = 0  # cosine T_max in epochs (0 = this stage's epochs); the release: --epochs
 
@@ -106,23 +108,26 @@ DIST_TIMEOUT_RANGE_S = (1.0, 365 * 86400.0)
 class TrainConfig:
     """Optimisation, schedule, precision, logging and checkpointing."""
 
+    # the stages, run in order (the paper: main, then finetune)
     stages: list[StageConfig] = field(default_factory=_paper_stages)
     loss: Loss = "l1"  # l1 (the paper) | charbonnier | mse | psnr (-PSNR of each crop)
     psnr_loss_floor: float = 1.0e-4  # loss psnr: 10 log10(mse + floor); 1e-4 caps it at 40 dB
     loss_weighting: LossWeighting = "none"  # none (the paper) | input: loss / its input's loss
-    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
-    weight_decay: float = 0.0
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])  # Adam's betas
+    weight_decay: float = 0.0  # Adam's weight decay (the release: 0)
     scheduler: Scheduler = "cosine"  # cosine (the release) | constant
     scheduler_step: SchedulerStep = "epoch"  # epoch (the release) | iteration
-    eta_min: float = 0.0
+    eta_min: float = 0.0  # the cosine schedule's floor
     grad_clip: float = 0.0  # max gradient norm (0 = off, the release)
     device: Device = "auto"  # auto | cpu | cuda | cuda:N
     bf16: bool = False  # bf16 autocast
     tf32: bool = False  # TF32 fp32 matmuls/convolutions on Ampere+ (dfpir.models.precision)
     cudnn_benchmark: bool = False  # cuDNN picks its fastest algorithm per shape (rounding only)
-    channels_last: bool = False
-    compile: bool = False
-    keep_freed_memory: bool = True  # CPU: keep freed memory in the process (see dfpir.benchmark)
+    channels_last: bool = False  # channels-last memory format (speed only)
+    # none | auto | regional | default | reduce-overhead | max-autotune (dfpir.models.compiling;
+    # auto: regional on CUDA, none on a CPU); true/false: the old form (default/none)
+    compile: CompileMode | bool = "none"
+    keep_freed_memory: bool = True  # CPU: keep freed memory in the process (see dfpir.perf)
     # iterations between TensorBoard scalars, the loss on the progress bar and the non-finite
     # check (one host-device synchronisation and one all-reduce per log_every steps)
     log_every: int = 20
@@ -155,8 +160,10 @@ class TrainConfig:
                              f"{len(self.stages)} stage(s) and no epochs to train")
         if len(self.betas) != 2 or not all(0.0 <= b < 1.0 for b in self.betas):
             raise ValueError(f"betas must be two numbers in [0, 1), got {self.betas}")
-        if not (self.psnr_loss_floor > 0 and math.isfinite(self.psnr_loss_floor)):
-            raise ValueError(f"psnr_loss_floor must be a number > 0, got {self.psnr_loss_floor}")
+        if not (1e-10 <= self.psnr_loss_floor <= 1.0):
+            # below 1e-10 (100 dB) a perfect crop's fp32 error rounds to a log of 0: -inf
+            raise ValueError("psnr_loss_floor must be a number in [1e-10, 1] (a 100 dB to 0 dB "
+                             f"cap on a crop's PSNR), got {self.psnr_loss_floor}")
         if self.loss == "psnr" and self.loss_weighting != "none":
             raise ValueError("loss_weighting must be 'none' with loss 'psnr' (a crop's PSNR "
                              f"is already relative to its own error), got {self.loss_weighting!r}")
@@ -164,6 +171,8 @@ class TrainConfig:
             value = getattr(self, name)
             if not (value >= 0 and math.isfinite(value)):
                 raise ValueError(f"{name} must be a number >= 0, got {value}")
+        if isinstance(self.compile, bool):
+            self.compile = "default" if self.compile else "none"
         if self.log_every < 1:
             raise ValueError(f"log_every must be positive, got {self.log_every}")
         if not (self.progress_every_s > 0 and math.isfinite(self.progress_every_s)):
@@ -186,13 +195,13 @@ class EvalConfig:
     """Evaluation and restoration."""
 
     tile: int = 0  # tile size for memory-bounded inference (0 = whole image, the protocol)
-    tile_overlap: int = 32
+    tile_overlap: int = 32  # overlap of neighbouring tiles, pixels
     quantize: bool = False  # round outputs to uint8 before the metrics (as saved images would)
-    save_images: bool = False
-    device: Device = "auto"
+    save_images: bool = False  # write the restored test images
+    device: Device = "auto"  # auto, cpu, cuda or cuda:N
     amp: Amp = "none"  # none (fp32, the protocol) | bf16 | fp16 autocast
     tf32: bool = False  # false: full fp32 (the protocol); see TrainConfig.tf32
-    cudnn_benchmark: bool = False
+    cudnn_benchmark: bool = False  # cuDNN picks its fastest algorithm per shape (rounding only)
     max_images: int = 0  # evaluate only the first N images of each test set (0 = all)
 
     def __post_init__(self) -> None:
@@ -211,9 +220,9 @@ class EvalConfig:
 class ExperimentConfig:
     """A whole experiment: model, prompts, data, training and evaluation."""
 
-    name: str = "dfpir"
-    seed: int = 0
-    output_dir: str = "runs"
+    name: str = "dfpir"  # the run's name: its folder is output_dir/name
+    seed: int = 0  # weights, crops and noise seed (each rank adds its rank)
+    output_dir: str = "runs"  # where runs go
     model: DFPIRConfig = field(default_factory=DFPIRConfig)
     prompts: PromptConfig = field(default_factory=PromptConfig)
     data: DataConfig = field(default_factory=DataConfig)
@@ -268,8 +277,9 @@ def parse_yaml(text: str) -> Any:
 
 
 def _read_yaml(path: Path) -> dict:
-    if not path.is_file():
-        raise ConfigError(f"config file {path} does not exist")
+    why = not_a_file(path)
+    if why:
+        raise ConfigError(f"config file {path} {why}")
     try:
         data = parse_yaml(path.read_text(encoding="utf-8"))
     except UnicodeDecodeError as err:

@@ -81,8 +81,14 @@ class DataCheckReport:
         return "\n".join(lines)
 
 
-def _check_files(scan: ScanResult, decode: bool, patch_size: int) -> tuple[list[str], list[str]]:
-    """Problems (unreadable, size mismatch) and notes (conversions, small images) of a scan."""
+#: Evaluation crops every test image to a multiple of this (``transforms.crop_to_multiple``).
+EVAL_MULTIPLE = 16
+
+
+def _check_files(scan: ScanResult, decode: bool, patch_size: int, min_side: int = 0
+                 ) -> tuple[list[str], list[str]]:
+    """Problems (unreadable, size mismatch, a side under ``min_side``) and notes (conversions,
+    small images) of a scan."""
     problems: list[str] = []
     converted: list[str] = []
     small: list[str] = []
@@ -99,6 +105,10 @@ def _check_files(scan: ScanResult, decode: bool, patch_size: int) -> tuple[list[
                 problems.append(str(error))
                 continue
             shapes.append((height, width))
+            if min_side and min(height, width) < min_side:
+                problems.append(f"{path} is {width}x{height}: evaluation crops each side to a "
+                                f"multiple of {min_side}, which leaves nothing; a test image "
+                                f"must be at least {min_side}x{min_side}")
             if note:
                 converted.append(f"{path} ({note})")
         if len(shapes) == 2 and shapes[0] != shapes[1]:
@@ -119,7 +129,8 @@ def _check_files(scan: ScanResult, decode: bool, patch_size: int) -> tuple[list[
     return problems, notes
 
 
-def _check_scan(kind: str, name: str, scan: ScanResult, decode: bool, patch_size: int) -> SetCheck:
+def _check_scan(kind: str, name: str, scan: ScanResult, decode: bool, patch_size: int
+                ) -> SetCheck:
     check = SetCheck(kind=kind, name=name, task=scan.task, folders=list(scan.folders))
     check.pairs = len(scan.pairs)
     check.problems = list(scan.problems)
@@ -128,7 +139,8 @@ def _check_scan(kind: str, name: str, scan: ScanResult, decode: bool, patch_size
         check.problems.append("no images found")
     if scan.layout_problem or not scan.pairs:
         check.expected_layout = scan.expected_layout
-    file_problems, file_notes = _check_files(scan, decode, patch_size)
+    min_side = EVAL_MULTIPLE if kind == "test" else 0
+    file_problems, file_notes = _check_files(scan, decode, patch_size, min_side)
     check.problems += file_problems
     check.notes += file_notes
     return check

@@ -110,12 +110,12 @@ class TestSetConfig:
     __test__ = False  # not a pytest test class despite its name
 
     name: str  # e.g. "cbsd68_s25", "rain100l", "sots", "gopro", "lol"
-    task: str
-    root: str
-    list_file: str = ""
-    layout: str = "auto"
-    degraded_dir: str = ""
-    clean_dir: str = ""
+    task: str  # its degradation (the prompt)
+    root: str  # its folder, relative to data_root
+    list_file: str = ""  # a file naming the images to use (optional)
+    layout: str = "auto"  # auto, flat or nested (see Data)
+    degraded_dir: str = ""  # sub-folder of the degraded images (default: the layout's)
+    clean_dir: str = ""  # sub-folder of the clean images (default: the layout's)
     max_images: int = 0  # evaluate only the first N images (0 = all)
 
     def __post_init__(self) -> None:
@@ -129,13 +129,13 @@ class TestSetConfig:
 class BuiltinConfig:
     """The download-free dataset made from scikit-image's colour photographs."""
 
-    enabled: bool = False
-    use_for_train: bool = True
-    use_for_test: bool = True
-    tasks: list[str] = field(
+    enabled: bool = False  # the built-in scikit-image photos (the demo)
+    use_for_train: bool = True  # train on them
+    use_for_test: bool = True  # validate on them
+    tasks: list[str] = field(  # their synthetic degradations
         default_factory=lambda: ["denoise_25", "derain", "dehaze", "deblur", "lowlight"]
     )
-    train_images: list[str] = field(
+    train_images: list[str] = field(  # photos to train on
         default_factory=lambda: [
             "astronaut",
             "rocket",
@@ -146,7 +146,7 @@ class BuiltinConfig:
             "retina",
         ]
     )
-    test_images: list[str] = field(default_factory=lambda: ["coffee", "chelsea"])
+    test_images: list[str] = field(default_factory=lambda: ["coffee", "chelsea"])  # held-out photos
     repeat: int = 16  # random crops per (image, task) in one epoch
     task_repeat: dict[str, int] = field(default_factory=dict)  # per-task override of repeat
     test_max_side: int = 0  # shrink test images so the longer side is at most this (0 = keep)
@@ -172,13 +172,15 @@ class DataConfig:
     """Everything the data pipeline needs; the defaults are the release's three-task setting."""
 
     data_root: str = "data"  # relative roots and list files are taken relative to this
+    # the training mix: one entry per task
     train_tasks: list[TaskDataConfig] = field(default_factory=lambda: _train_tasks("three_task"))
+    # the sets validated and evaluated
     test_sets: list[TestSetConfig] = field(default_factory=lambda: _test_sets("three_task"))
     patch_size: int = 128  # the release: 128 (fine-tuning: 192)
     train_crop_multiple: int = 16  # centre-crop training images to a multiple first (0 = off)
     test_noise: Literal["seeded", "release"] = "seeded"  # release: np.random.seed once, listdir order
     small_image_policy: str = "pad"  # images smaller than the patch: "pad" (reflect) or "skip"
-    num_workers: int = 4
+    num_workers: int = 4  # data-loading processes per training process
     seed: int = 0  # base seed of the test noise and of the built-in test degradations
     cache_dir: str = ""  # decode-once .npy cache for training images ("" = off)
     builtin: BuiltinConfig = field(default_factory=BuiltinConfig)

@@ -30,13 +30,13 @@ class RainConfig:
     """Rain streaks: random seed points smeared along one direction and added to the image."""
 
     density_min: float = 0.0015  # fraction of pixels that start a streak
-    density_max: float = 0.004
+    density_max: float = 0.004  # upper end of density_min's range
     length_min: float = 10.0  # streak length in pixels
-    length_max: float = 24.0
+    length_max: float = 24.0  # upper end of length_min's range
     angle_min: float = -20.0  # degrees from vertical, one angle per image
-    angle_max: float = 20.0
+    angle_max: float = 20.0  # upper end of angle_min's range
     brightness_min: float = 0.25  # added intensity along a streak
-    brightness_max: float = 0.5
+    brightness_max: float = 0.5  # upper end of brightness_min's range
     thickness: float = 0.5  # Gaussian sigma (pixels) that widens the streaks
 
 
@@ -48,10 +48,10 @@ class HazeConfig:
     plus smooth random variation.
     """
 
-    beta_min: float = 0.3
-    beta_max: float = 0.8
-    airlight_min: float = 0.7
-    airlight_max: float = 0.9
+    beta_min: float = 0.3  # scattering coefficient, lower end
+    beta_max: float = 0.8  # scattering coefficient, upper end
+    airlight_min: float = 0.7  # atmospheric light, lower end
+    airlight_max: float = 0.9  # atmospheric light, upper end
     depth_near: float = 0.15  # pseudo-depth of the bottom row
     depth_far: float = 1.0  # pseudo-depth of the top row
     depth_variation: float = 0.15  # amplitude of the smooth random part
@@ -63,7 +63,7 @@ class BlurConfig:
 
     kind: str = "trajectory"  # "trajectory" or "line"
     length_min: float = 6.0  # path length in pixels
-    length_max: float = 16.0
+    length_max: float = 16.0  # upper end of length_min's range
     curvature: float = 0.25  # std of the direction change per step (radians), trajectory only
     kernel_size: int = 31  # odd; paths longer than the kernel are clipped to it
 
@@ -72,14 +72,14 @@ class BlurConfig:
 class LowLightConfig:
     """Dark exposure: scale * J ** gamma, then Poisson-Gaussian (shot + read) sensor noise."""
 
-    scale_min: float = 0.3
-    scale_max: float = 0.6
-    gamma_min: float = 1.1
-    gamma_max: float = 1.5
+    scale_min: float = 0.3  # exposure scale, lower end
+    scale_max: float = 0.6  # exposure scale, upper end
+    gamma_min: float = 1.1  # gamma, lower end
+    gamma_max: float = 1.5  # gamma, upper end
     photons_min: float = 300.0  # photons at full scale: smaller means stronger shot noise
-    photons_max: float = 1500.0
+    photons_max: float = 1500.0  # upper end of photons_min's range
     read_noise_min: float = 0.002  # std of the read noise, [0, 1] scale
-    read_noise_max: float = 0.008
+    read_noise_max: float = 0.008  # upper end of read_noise_min's range
 
 
 @dataclass

@@ -1,6 +1,6 @@
 """Evaluation: the one loop that restores and scores a test set (``loop``, shared with
 validation during training), PSNR/SSIM (``metrics``), a config's test sets end to end
-(``evaluate``), the results folder (``report``), the paper's tables (``tables``) and the blind
+(``evaluation``), the results folder (``report``), the paper's tables (``tables``) and the blind
 mode's scores (``blind``)."""
 
 from .blind import (
@@ -14,7 +14,7 @@ from .blind import (
     write_blind_files,
     write_prompt_matrix,
 )
-from .evaluate import (
+from .evaluation import (
     evaluate,
 )
 from .loop import (

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from ..errors import DfpirError
+from ..paths import not_a_file
 
 #: Released DFPIR module name -> ours.
 RELEASE_BLOCKS = {
@@ -102,12 +103,23 @@ def _weights_only_failure(err: BaseException) -> str | None:
     return detail.rstrip(".") or "an object weights_only loading does not allow"
 
 
+def load_failure(err: BaseException) -> str:
+    """Why ``torch.load(..., weights_only=True)`` failed, in one line, never with torch's
+    advice to load with ``weights_only=False`` (which would run code stored in the file)."""
+    detail = _weights_only_failure(err)
+    if detail is not None:
+        return detail
+    text = " ".join(str(err).split())
+    return text or f"{type(err).__name__} (the file ends too early or is not a torch.save file)"
+
+
 def read_checkpoint(path: str | os.PathLike) -> dict:
     """``torch.load`` with ``weights_only=True`` and an error that names the file; a pickle
     of arbitrary objects is refused as unsafe, never loaded another way."""
     path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint {path} does not exist")
+    why = not_a_file(path) or ("is empty (0 bytes)" if path.stat().st_size == 0 else None)
+    if why:
+        raise CheckpointError(f"checkpoint {path} {why}; expected a file written by torch.save")
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # corrupt file, pickle of arbitrary objects, ...
@@ -117,7 +129,7 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
                       f"of tensors and plain values ({detail}), and loading it would run code "
                       "stored in the file")
         else:
-            reason = f"cannot read checkpoint {path}: {detail or err}"
+            reason = f"cannot read checkpoint {path}: {detail or load_failure(err)}"
         raise CheckpointError(
             f"{reason}. Expected a file written by torch.save "
             "(a DFPIR/Restormer release checkpoint or one of this package's)"

@@ -32,22 +32,23 @@ class DFPIRConfig:
     ``learnable_dgm`` is ours (off by default): it lets gradient reach the DGM, see ``DGCPM``.
     """
 
-    in_channels: int = 3
-    out_channels: int = 3
-    dim: int = 48
+    in_channels: int = 3  # image channels in
+    out_channels: int = 3  # image channels out
+    dim: int = 48  # channels of level 1 (C; the paper: 48)
+    # transformer blocks per level (the paper: 4, 6, 6, 8)
     num_blocks: list[int] = field(default_factory=lambda: [4, 6, 6, 8])
-    num_refinement_blocks: int = 4
-    heads: list[int] = field(default_factory=lambda: [1, 2, 4, 8])
-    ffn_expansion: float = 2.66
-    bias: bool = False
-    norm: str = "WithBias"
-    prompt_dim: int = 512
-    ca: bool = False
-    dgcpm: bool = True
-    caapm: bool = True
-    gamma: float = 0.9
-    learnable_dgm: bool = False
-    pad_multiple: int = 8
+    num_refinement_blocks: int = 4  # refinement blocks after the decoder
+    heads: list[int] = field(default_factory=lambda: [1, 2, 4, 8])  # attention heads per level
+    ffn_expansion: float = 2.66  # GDFN hidden width / channels
+    bias: bool = False  # biases in the backbone's convolutions (the release: none)
+    norm: str = "WithBias"  # LayerNorm form: WithBias (the release) or BiasFree
+    prompt_dim: int = 512  # prompt embedding size (CLIP ViT-B/32: 512)
+    ca: bool = False  # Table 3: plain channel cross-attention (when caapm is off)
+    dgcpm: bool = True  # Table 3: the degradation-guided channel perturbation
+    caapm: bool = True  # Table 3: the top-K masked cross-attention
+    gamma: float = 0.9  # CAAPM: the share of each attention row kept (Table 3b)
+    learnable_dgm: bool = False  # ours: let gradient reach the DGM (the release: frozen)
+    pad_multiple: int = 8  # inputs are padded to a multiple of this and cropped back
 
     def __post_init__(self) -> None:
         if len(self.num_blocks) != 4 or len(self.heads) != 4:

@@ -15,7 +15,8 @@ import torch
 
 from .dfpir import DFPIR
 
-__all__ = ["channel_orders", "check_order_record", "check_prompt_record", "order_record"]
+__all__ = ["channel_orders", "check_order_record", "check_prompt_record", "order_record",
+           "say_notes"]
 
 
 @torch.no_grad()
@@ -38,21 +39,66 @@ def order_record(model: DFPIR, names: Sequence[str], embeddings: torch.Tensor) -
             "orders": orders}
 
 
+@torch.no_grad()
+def _rounding_consistent(block, prompt: torch.Tensor, order: torch.Tensor) -> bool:
+    """Whether ``order`` sorts the DGM scores of ``prompt`` in descending order up to fp32
+    rounding. Each score may be off by the forward error bound of the two linear layers,
+    ``(n1 + n2) eps (|W2| (|W1| |x| + |b1|) + |b2|)`` (n = inputs + 1 per layer; the hidden
+    layer's error carried through ``|W2|`` and the output layer's own), so two scores within
+    the sum of their bounds are a near-tie either order may take."""
+    dgm = block.dgm
+    x = prompt.float()[None]
+    scores = dgm(x)[0].cpu()
+    eps = torch.finfo(torch.float32).eps
+    n = dgm.fc1.in_features + 1 + dgm.fc2.in_features + 1
+    hidden = x.abs() @ dgm.fc1.weight.float().abs().T + dgm.fc1.bias.float().abs()
+    bound = n * eps * (hidden @ dgm.fc2.weight.float().abs().T + dgm.fc2.bias.float().abs())
+    bound = bound[0].cpu()
+    ordered, slack = scores[order], bound[order]
+    rise = ordered[1:] - ordered[:-1]  # > 0 where a lower score is put before a higher one
+    return bool((rise <= slack[1:] + slack[:-1]).all())
+
+
 def check_order_record(model: DFPIR, record: Mapping) -> list[str]:
     """Notes (empty when all agree) on the orders recomputed here from the embeddings a
-    checkpoint's ``record`` holds, against the orders it recorded at training."""
+    checkpoint's ``record`` holds, against the orders it recorded at training: a near-tie that
+    this device rounds the other way, or (starting "warning: ") recorded orders that no
+    rounding of the stored weights gives: an edited file, or orders and weights of two runs."""
     names = list(record.get("names", []))
     recorded = record.get("orders", {})
+    blocks = model.dgpbs()
     notes = []
     for block, order in channel_orders(model, record["embeddings"]).items():
         differ = (order != recorded[block]).any(dim=1) if block in recorded else None
-        if differ is not None and differ.any():
-            which = ", ".join(names[i] for i in differ.nonzero().flatten().tolist())
+        if differ is None or not differ.any():
+            continue
+        rows = differ.nonzero().flatten().tolist()
+        wrong = [i for i in rows if not _rounding_consistent(
+            blocks[block], record["embeddings"][i].to(next(model.parameters()).device),
+            recorded[block][i])]
+        ties = [i for i in rows if i not in wrong]
+        if ties:
             notes.append(f"{block}: the channel order recomputed here differs from the one "
-                         f"recorded at training for {which} (this device or library rounds "
-                         "the DGM scores differently at a near-tie); the network here is not "
-                         "exactly the trained one")
+                         f"recorded at training for {', '.join(names[i] for i in ties)} (this "
+                         "device or library rounds the DGM scores differently at a near-tie); "
+                         "the network here is not exactly the trained one")
+        if wrong:
+            moved = int((order[wrong] != recorded[block][wrong]).sum())
+            notes.append(f"warning: {block}: the channel orders recorded in the checkpoint do not "
+                         f"match its DGM weights for {', '.join(names[i] for i in wrong)} "
+                         f"({moved} positions), and no rounding explains it: the orders or the "
+                         "weights were edited, or come from two different runs. The model runs "
+                         "with the orders its weights give")
     return notes
+
+
+def say_notes(notes: Sequence[str], log) -> None:
+    """Log loading notes: ``warning: ...`` ones as warnings, the others as ``note: ...``."""
+    for note in notes:
+        if note.startswith("warning: "):
+            log.warning("%s", note)
+        else:
+            log.info("note: %s", note)
 
 
 def check_prompt_record(model: DFPIR, record: Mapping,

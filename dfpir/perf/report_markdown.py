@@ -73,21 +73,22 @@ def markdown(report: dict) -> str:
                   + ", ".join(f"{k} {v}" for k, v in t["image_sizes"].items())
                   + f". Largest batch that fits (bf16 + channels_last, as the run that uses "
                     f"it): {t.get('largest_batch', '-')}.", "",
-                  "| batch | decode cache | bf16 | channels_last | it/s | samples/s | "
-                  "waiting for data | peak MiB | iterations |",
-                  "|---|---|---|---|---|---|---|---|---|"]
+                  "| batch | decode cache | bf16 | channels_last | compile | it/s | samples/s | "
+                  "waiting for data | peak MiB | iterations | first step s |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|"]
         for r in t.get("runs", []):
             default = " (recipe default)" if r.get("recipe_default") else ""
             head = (f"| {r['batch']}{default} | {r['cache']} | {r['bf16']} | "
-                    f"{r['channels_last']} |")
+                    f"{r['channels_last']} | {r.get('compile', 'none')} |")
             status = _status(r)
             if status:
-                lines.append(f"{head} {status} | | | | |")
+                lines.append(f"{head} {status} | | | | | |")
                 continue
             wait = r.get("data_wait_fraction")
             lines.append(f"{head} {_f(r['it_s'])} | {_f(r['samples_s'], 1)} | "
                          f"{'-' if wait is None else f'{100 * wait:.1f}%'} | "
-                         f"{_f(r['peak_mib'], 0)} | {r['iterations']} |")
+                         f"{_f(r['peak_mib'], 0)} | {r['iterations']} | "
+                         f"{_f(r.get('first_step_s'), 1)} |")
         if t.get("stage_memory"):
             lines += ["", "Peak memory of one training step per stage (its crop and batch):", "",
                       "| stage | crop | batch | precision | peak MiB |", "|---|---|---|---|---|"]
@@ -109,7 +110,7 @@ def markdown(report: dict) -> str:
         if t.get("projections"):
             lines += ["", "Projected wall time of the paper's recipes at batch 5 (released "
                           "training sets; the 192x192 fine-tune scaled by pixels):", "",
-                      "| precision | recipe | samples/epoch | stages | hours |",
+                      "| mode | recipe | samples/epoch | stages | hours |",
                       "|---|---|---|---|---|"]
             for precision, projections in t["projections"].items():
                 for p in projections:

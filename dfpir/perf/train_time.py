@@ -82,7 +82,7 @@ def _timed_trainer_class():
 
 def _train_config(base: ExperimentConfig, root: Path, batch: int, patch: int, iters: int,
                   cache_dir: str, bf16: bool, channels_last: bool, device: str, workers: int,
-                  model: dict) -> ExperimentConfig:
+                  model: dict, compile_mode: str = "none") -> ExperimentConfig:
     cfg = copy.deepcopy(base)
     # the generated root holds none of the released file lists' names: use its folders
     tasks = [dataclasses.replace(t, list_missing="scan") for t in cfg.data.train_tasks]
@@ -91,7 +91,7 @@ def _train_config(base: ExperimentConfig, root: Path, batch: int, patch: int, it
     stage = dataclasses.replace(cfg.train.stages[0], batch_size=batch, max_iters=iters + 5,
                                 patch_size=patch)
     train = dataclasses.replace(cfg.train, stages=[stage], bf16=bf16, channels_last=channels_last,
-                                device=device, val_every=0, save_every_epochs=0,
+                                compile=compile_mode, device=device, val_every=0, save_every_epochs=0,
                                 save_every_iters=0, log_every=10**9)
     prompts = dataclasses.replace(cfg.prompts, encoder="hashed")
     model_cfg = dataclasses.replace(cfg.model, **model) if model else cfg.model
@@ -121,19 +121,26 @@ def training(settings: ReportSettings, device: torch.device, config_path: str | 
     _free(device)  # the search's model and optimizer are gone now
     out["largest_batch"] = max_batch
     out["largest_batch_notes"] = notes
-    runs = [(5, False, base.train.bf16, False), (5, True, base.train.bf16, False),
-            (5, True, True, True), (max_batch, True, True, True)]
-    default = (5, bool(base.data.cache_dir), base.train.bf16, base.train.channels_last)
+    # (batch, decode cache, bf16, channels_last, train.compile): eager first, then the compiled
+    # modes at the recipe's batch (each pays its compile inside the run's first steps)
+    runs = [(5, False, base.train.bf16, False, "none"), (5, True, base.train.bf16, False, "none")]
+    runs += [(5, True, True, False, mode) for mode in settings.train_compile_modes]
+    runs += [(5, True, True, True, "none"), (max_batch, True, True, True, "none")]
+    default = (5, bool(base.data.cache_dir), base.train.bf16, base.train.channels_last, "none")
     cache_dir = work_dir / "cache"
-    for batch, cache, bf16, channels_last in runs:
+    for batch, cache, bf16, channels_last, compile_mode in runs:
         row = {"batch": batch, "cache": cache, "bf16": bf16, "channels_last": channels_last,
-               "recipe_default": (batch, cache, bf16, channels_last) == default}
-        if not budget.ok(5):
+               "compile": compile_mode,
+               "recipe_default": (batch, cache, bf16, channels_last, compile_mode) == default}
+        if compile_mode != "none" and device.type != "cuda" and settings.quick:
+            out["runs"].append({**row, "skipped": "torch.compile takes minutes on a CPU"})
+            continue
+        if not budget.ok(5 if compile_mode == "none" else 60):
             out["runs"].append({**row, "skipped": "section time budget spent"})
             continue
         cfg = _train_config(base, root, batch, settings.size, settings.train_iters,
                             str(cache_dir) if cache else "", bf16, channels_last, str(device),
-                            settings.num_workers, settings.model)
+                            settings.num_workers, settings.model, compile_mode)
         if cache:
             fill_cache(training_image_paths(cfg.data), cache_dir)
         row.update(_timed_run(cfg, work_dir / f"run_b{batch}_c{int(cache)}_bf{int(bf16)}",
@@ -147,12 +154,13 @@ def training(settings: ReportSettings, device: torch.device, config_path: str | 
     flush()
     measured = [r for r in out["runs"] if r.get("it_s") and r["batch"] == 5]
     fastest = {}
-    for r in measured:
-        fastest[r["bf16"]] = max(fastest.get(r["bf16"], 0.0), r["it_s"])
+    for r in measured:  # per precision and compile mode: the fastest measured at batch 5
+        key = ("bf16" if r["bf16"] else "fp32") + (
+            f" + compile {r['compile']}" if r.get("compile", "none") != "none" else "")
+        fastest[key] = max(fastest.get(key, 0.0), r["it_s"])
     out["projections"] = {}
-    for bf16, it_s in fastest.items():
+    for key, it_s in fastest.items():
         per_sample = {settings.size: 1.0 / (it_s * 5)}
-        key = "bf16" if bf16 else "fp32"
         out["projections"][key] = [
             recipe_projection(load_config(Path(config_path).parent / name), per_sample)
             for name in ("three_task.yaml", "five_task.yaml")
@@ -183,6 +191,7 @@ def _timed_run(cfg: ExperimentConfig, run_dir: Path, settings: ReportSettings, b
     wait = sum(m[0] for m in steady)
     total = wait + sum(m[1] for m in steady)
     return {"iterations": len(marks), "timed_iterations": len(steady),
+            "first_step_s": round(marks[0][1], 1) if marks else None,
             "it_s": len(steady) / total if total else None,
             "samples_s": len(steady) * cfg.train.stages[0].batch_size / total if total else None,
             "data_wait_fraction": wait / total if total else None,

@@ -1,11 +1,16 @@
 """Degradation prompts: the sentences of each task, the ``clip`` / ``file`` / ``hashed``
 encoders that embed them, and ``PromptBank``, the embeddings of a run's tasks."""
 
-from .encoders import (
-    CLIP_DEVICES,
+from .clip_weights import (
     CLIP_HF_FILES,
     CLIP_HF_REPO,
     CLIP_OPENAI_FILE,
+    ClipHub,
+    download_clip_weights,
+    find_clip_weights,
+)
+from .encoders import (
+    CLIP_DEVICES,
     CLIP_PRECISIONS,
     DEGRADATIONS,
     PROMPT_STYLES,
@@ -20,7 +25,6 @@ from .encoders import (
     all_sentences,
     build_encoder,
     clip_device,
-    find_clip_weights,
     get_degradation,
     precision_label,
     prompt_sentence,
@@ -31,6 +35,8 @@ __all__ = [
     "CLIP_DEVICES",
     "CLIP_HF_FILES",
     "CLIP_HF_REPO",
+    "ClipHub",
+    "download_clip_weights",
     "CLIP_OPENAI_FILE",
     "CLIP_PRECISIONS",
     "ClipEncoder",

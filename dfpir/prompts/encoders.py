@@ -11,6 +11,7 @@ weights, frozen). Three encoders are pluggable here:
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import os
 from dataclasses import dataclass
@@ -21,7 +22,10 @@ import numpy as np
 import torch
 
 from ..data.tasks import TASKS
-from ..errors import DfpirError
+from ..errors import PromptError
+from ..models.checkpoint import load_failure
+from ..paths import not_a_file
+from .clip_weights import find_clip_weights
 
 
 @dataclass(frozen=True)
@@ -56,17 +60,15 @@ DEGRADATIONS: dict[str, Degradation] = {
 PROMPT_STYLES = ("detailed", "simple")
 
 
-class PromptError(DfpirError, ValueError):
-    """An unknown degradation, prompt style or encoder, or an encoder that cannot run here."""
-
-
 def get_degradation(name: str) -> Degradation:
     """The registry entry of ``name``, with an error listing the valid names."""
     try:
         return DEGRADATIONS[name]
     except KeyError:
+        close = difflib.get_close_matches(str(name), list(DEGRADATIONS), n=1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
         raise PromptError(
-            f"unknown degradation {name!r}; valid names: {', '.join(DEGRADATIONS)}"
+            f"unknown degradation {name!r}; {hint}valid names: {', '.join(DEGRADATIONS)}"
         ) from None
 
 
@@ -119,9 +121,10 @@ class FileEncoder:
 
     def __init__(self, path: str | os.PathLike) -> None:
         self.path = Path(path)
-        if not self.path.is_file():
+        why = not_a_file(self.path)
+        if why:
             raise PromptError(
-                f"prompt table {self.path} does not exist; write one with "
+                f"prompt table {self.path} {why}; write one with "
                 "`python scripts/export_prompts.py --out FILE` on a machine with the CLIP weights"
             )
         try:
@@ -132,7 +135,8 @@ class FileEncoder:
             self.meta = {str(k): str(v) for k, v in dict(table.get("meta") or {}).items()}
         except Exception as err:
             raise PromptError(
-                f"cannot read prompt table {self.path}: {err}. Expected a torch.save'd dict with "
+                f"cannot read prompt table {self.path}: {load_failure(err)}. Expected a "
+                "torch.save'd dict with "
                 "'sentences' (list of str) and 'embeddings' (N x D tensor)"
             ) from err
         if self.embeddings.shape[0] != len(self.sentences):
@@ -159,47 +163,6 @@ class FileEncoder:
                 f"{self.sentences}"
             )
         return self.embeddings[[self._row[s] for s in sentences]].clone()
-
-
-CLIP_HF_REPO = "timm/vit_base_patch32_clip_224.openai"
-CLIP_HF_FILES = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")
-CLIP_OPENAI_FILE = Path("~/.cache/clip/ViT-B-32.pt")
-
-
-def find_clip_weights(weights: str | os.PathLike | None = None) -> Path:
-    """The local CLIP ViT-B/32 (OpenAI) weights file; never downloads.
-
-    ``weights`` if given, else the Hugging Face cache of open_clip, else the cache of OpenAI's
-    ``clip`` package. Raises a ``PromptError`` saying how to get them when none is found.
-    """
-    if weights is not None:
-        path = Path(weights).expanduser()
-        if path.is_file():
-            return path
-        raise PromptError(f"CLIP weights file {path} does not exist. " + _CLIP_HELP)
-    try:
-        from huggingface_hub import try_to_load_from_cache
-
-        for filename in CLIP_HF_FILES:
-            cached = try_to_load_from_cache(CLIP_HF_REPO, filename)
-            if isinstance(cached, str) and os.path.isfile(cached):
-                return Path(cached)
-    except ImportError:
-        pass
-    openai_file = CLIP_OPENAI_FILE.expanduser()
-    if openai_file.is_file():
-        return openai_file
-    raise PromptError("no CLIP ViT-B/32 weights found on this machine. " + _CLIP_HELP)
-
-
-_CLIP_HELP = (
-    "The `clip` prompt encoder needs the OpenAI CLIP ViT-B/32 weights as a local file and never "
-    "downloads them. On a machine with internet run `python -c \"import open_clip; "
-    "open_clip.create_model('ViT-B-32', pretrained='openai')\"` (fills the Hugging Face cache) "
-    "or copy ViT-B-32.pt from OpenAI's clip package cache, then set `prompts.clip_weights: PATH`. "
-    "Alternatives: `prompts.encoder: file` with a table written by `scripts/export_prompts.py` "
-    "on such a machine, or `prompts.encoder: hashed` (offline, not CLIP: tests and the demo)."
-)
 
 
 CLIP_PRECISIONS = ("fp16", "fp32")
@@ -312,13 +275,15 @@ class ClipEncoder:
 class PromptConfig:
     """Which prompt encoder and sentences to use (the ``prompts:`` section of a config)."""
 
+    # clip (the release), file (a saved table) or hashed (offline, not CLIP)
     encoder: Literal["clip", "file", "hashed"] = "clip"
+    # the release's detailed sentences, or its simple one-word prompts
     style: Literal["detailed", "simple"] = "detailed"
     clip_weights: str | None = None  # local CLIP ViT-B/32 weights; default: the usual caches
     clip_precision: Literal["fp16", "fp32"] = "fp16"  # fp16: OpenAI's mixed precision, as the release; or fp32
     clip_device: Literal["auto", "cpu", "cuda"] = "auto"  # auto: a GPU when there is one, as the release
     table: str | None = None  # the embedding table for encoder: file
-    dim: int = 512
+    dim: int = 512  # embedding size the encoder gives
 
 
 def build_encoder(cfg: PromptConfig, device: str | torch.device | None = None) -> PromptEncoder:

@@ -31,6 +31,7 @@ from ..config import ExperimentConfig
 from ..data import DataError, read_image_raw, write_image
 from ..data.io import is_image_file
 from ..outputs import check_name_lengths, claim_file, place_key, reserve, unique_path
+from ..paths import not_a_file
 from ..prompts import PromptError, build_encoder, get_degradation, prompt_sentence
 from .inference import restore
 
@@ -152,16 +153,39 @@ def side_by_side(before: np.ndarray, after: np.ndarray, gap: int = 8) -> np.ndar
 
 def collect_inputs(path: str | os.PathLike) -> list[Path]:
     """The image files to restore: ``path`` itself, or the image files in the folder
-    ``path`` (not its sub-folders), sorted. Raises ``DataError`` when there are none."""
+    ``path`` (not its sub-folders), sorted; the other files of the folder are named in a note,
+    and an animated image given alone gets a note that only its first frame is restored.
+    Raises ``DataError`` when there are none."""
     path = Path(path)
-    if path.is_file():
-        return [path]
     if path.is_dir():
-        files = sorted(p for p in path.iterdir() if p.is_file() and is_image_file(p))
+        entries = sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith("."))
+        files = [p for p in entries if is_image_file(p)]
+        others = [p.name for p in entries if not is_image_file(p)]
+        if others:
+            logger.info("note: %d file(s) of %s skipped, not PNG/JPEG/BMP/TIFF/WebP images: %s",
+                        len(others), path, ", ".join(others[:5]) + (" ..." if len(others) > 5
+                                                                     else ""))
         if not files:
             raise DataError(f"no image files in folder {path}")
         return files
-    raise DataError(f"input {path} does not exist")
+    why = not_a_file(path)
+    if why:
+        raise DataError(f"input {path} {why}; expected an image file or a folder of them")
+    frames = _frame_count(path)
+    if frames > 1:
+        logger.info("note: %s has %d frames (an animation): only the first is restored",
+                    path, frames)
+    return [path]
+
+
+def _frame_count(path: Path) -> int:
+    try:
+        from PIL import Image
+
+        with Image.open(path) as image:
+            return int(getattr(image, "n_frames", 1))
+    except Exception:  # noqa: BLE001 (unreadable: the restore itself reports it)
+        return 1
 
 
 def output_paths(inputs: Sequence[Path], out: Path, single_file: bool,

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DfpirError
+from ..paths import not_a_file
 
 __all__ = ["EXPORT_FORMAT", "OnnxModelError", "OnnxRestorer"]
 
@@ -61,8 +62,9 @@ class OnnxRestorer:
             raise OnnxModelError("running an ONNX model needs onnxruntime: pip install -e "
                                  "\".[onnx]\"") from err
         self.path = Path(path)
-        if not self.path.is_file():
-            raise OnnxModelError(f"ONNX model {self.path} does not exist")
+        why = not_a_file(self.path)
+        if why:
+            raise OnnxModelError(f"ONNX model {self.path} {why}")
         options = ort.SessionOptions()
         if threads:
             options.intra_op_num_threads = int(threads)

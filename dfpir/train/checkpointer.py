@@ -4,16 +4,44 @@ until the new one's first checkpoint; and where to go on after a failure."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 from pathlib import Path
 
+import torch
+
+from ..config import ExperimentConfig, config_to_dict
 from ..models.checkpoint import non_finite_keys
-from .checkpoint_io import atomic_save
+from ..models.orders import order_record
+from ..prompts import PromptBank
+from .checkpoint_io import atomic_save, rng_state
 from .errors import NonFiniteLossError
 from .rundir import drop_set_aside, restore_set_aside
+from .schedule import StageSchedule
+from .stages import Progress
 
 logger = logging.getLogger(__name__)
+
+
+def training_state(model: torch.nn.Module, schedule: StageSchedule | None, progress: Progress,
+                   world_size: int, cfg: ExperimentConfig, bank: PromptBank,
+                   classifier_state: dict | None) -> dict:
+    """What a training checkpoint holds: weights, optimiser and schedule, where the run is,
+    the RNG, the config, the channel orders of its prompts (and the classifier, once)."""
+    optimizer, scheduler = schedule.state() if schedule is not None else (None, None)
+    return {
+        "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "optimizer": optimizer,
+        "scheduler": scheduler,
+        "scaler": None,  # bf16 autocast needs no loss scaling
+        "progress": dataclasses.asdict(progress),
+        "world_size": world_size,
+        "rng": rng_state(),
+        "config": config_to_dict(cfg),
+        "channel_orders": order_record(model, bank.names, bank.embeddings),
+        **({"classifier": classifier_state} if classifier_state else {}),
+    }
 
 
 class Checkpointer:

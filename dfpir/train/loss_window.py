@@ -30,6 +30,8 @@ class WindowResult:
 
     losses: list[float]
     stop: bool
+    norms: list[float] = field(default_factory=list)
+    task_losses: dict[str, float] = field(default_factory=dict)  # mean per-item loss per task
     bad: StepInfo | None = None
     bad_loss: float = 0.0
     bad_norm: float = 0.0
@@ -52,14 +54,27 @@ class WindowResult:
 
 @dataclass
 class LossWindow:
-    """Collects each step's loss and gradient norm as device tensors (no synchronisation) and
-    checks them in one read: a NaN on any rank stays NaN in the sum."""
+    """Collects each step's loss, gradient norm and per-task sums of its items' losses as
+    device tensors (no synchronisation) and checks them in one read: a NaN on any rank stays
+    NaN in the sum. ``tasks`` names the columns of the one-hot rows ``add`` is given."""
 
+    tasks: list[str] = field(default_factory=list)
     values: list[torch.Tensor] = field(default_factory=list)
     infos: list[StepInfo] = field(default_factory=list)
 
-    def add(self, loss: torch.Tensor, norm: torch.Tensor, info: StepInfo) -> None:
-        self.values.append(torch.stack([loss.detach().float(), norm.detach().float()]))
+    def add(self, loss: torch.Tensor, norm: torch.Tensor, info: StepInfo,
+            item_losses: torch.Tensor | None = None, one_hot: torch.Tensor | None = None
+            ) -> None:
+        """One step: its loss and gradient norm; with ``item_losses`` (B,) and the batch's
+        task ``one_hot`` rows (B, len(tasks)), the per-task sums and counts too."""
+        parts = [loss.detach().float().reshape(1), norm.detach().float().reshape(1)]
+        if self.tasks:
+            if item_losses is None or one_hot is None:
+                zeros = torch.zeros(len(self.tasks), device=loss.device)
+                parts += [zeros, zeros]
+            else:
+                parts += [item_losses.detach().float() @ one_hot, one_hot.sum(0)]
+        self.values.append(torch.cat(parts))
         self.infos.append(info)
 
     def __len__(self) -> int:
@@ -72,9 +87,17 @@ class LossWindow:
         flat = torch.cat([torch.stack(self.values).flatten(), flag]) if self.values else flag
         host = all_reduce_sum(flat, ctx).tolist()  # the one synchronisation
         infos, self.values, self.infos = self.infos, [], []
-        pairs = [(host[2 * i] / ctx.world_size, host[2 * i + 1] / ctx.world_size)
-                 for i in range(len(infos))]  # DDP gives every rank the same gradient
-        result = WindowResult([loss for loss, _ in pairs], host[-1] > 0)
+        width, n = 2 + 2 * len(self.tasks), len(self.tasks)
+        rows = [host[i * width:(i + 1) * width] for i in range(len(infos))]
+        pairs = [(row[0] / ctx.world_size, row[1] / ctx.world_size)
+                 for row in rows]  # DDP gives every rank the same gradient
+        result = WindowResult([loss for loss, _ in pairs], host[-1] > 0,
+                              norms=[norm for _, norm in pairs])
+        for j, task in enumerate(self.tasks):
+            total = sum(row[2 + j] for row in rows)
+            count = sum(row[2 + n + j] for row in rows)
+            if count:
+                result.task_losses[task] = total / count
         for info, (loss, norm) in zip(infos, pairs, strict=True):
             if not (math.isfinite(loss) and math.isfinite(norm)):
                 result.bad, result.bad_loss, result.bad_norm = info, loss, norm

@@ -2,7 +2,9 @@
 
 A bar redrawn at every step writes a carriage-return line per step into a cluster log
 (hundreds of MB over a five-task run); off a terminal the progress is one plain line at most
-every ``every_s`` seconds instead."""
+every ``every_s`` seconds instead. Each line (and, on a terminal, one every ``every_s``
+seconds) also goes to ``log`` (the run's ``train.log``). Lines carry the ETA of the stage and,
+with ``later``, of the run."""
 
 from __future__ import annotations
 
@@ -14,15 +16,33 @@ from typing import TextIO
 from tqdm import tqdm
 
 
+def duration(seconds: float) -> str:
+    """``3d04h``, ``5h07m``, ``12m30s`` or ``45s``."""
+    seconds = max(0, int(seconds))
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    if days:
+        return f"{days}d{hours:02d}h"
+    if hours:
+        return f"{hours}h{minutes:02d}m"
+    return f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
+
+
 class StageProgress:
-    """``update`` after each step, ``set_postfix`` when new values (loss, lr) are known."""
+    """``update`` after each step, ``set_postfix`` when new values (loss, lr) are known.
+    ``later(seconds_per_iteration)``: the seconds the run's later stages will take at this
+    stage's speed (scaled by their work), for the run's ETA."""
 
     def __init__(self, total: int, initial: int, desc: str, enabled: bool = True,
                  every_s: float = 30.0, stream: TextIO | None = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 log: Callable[[str], None] | None = None,
+                 later: Callable[[float], float] | None = None) -> None:
         self.stream = stream or sys.stderr
-        self.total, self.done, self.desc = total, initial, desc
+        self.total, self.done, self.initial, self.desc = total, initial, initial, desc
         self.enabled, self.every_s, self.clock = enabled, every_s, clock
+        self.log, self.later = log, later
         self.start = self.last = clock()
         self.postfix: dict[str, object] = {}
         isatty = getattr(self.stream, "isatty", lambda: False)()
@@ -33,26 +53,53 @@ class StageProgress:
         self.done += n
         if self.bar is not None:
             self.bar.update(n)
-        elif self.enabled and self.clock() - self.last >= self.every_s:
+        if self.enabled and self.clock() - self.last >= self.every_s:
             self._line()
 
     def set_postfix(self, **values: object) -> None:
         """Shown at the bar's next redraw (never one of its own) or in the next plain line."""
         self.postfix = values
         if self.bar is not None:
-            self.bar.set_postfix(values, refresh=False)
+            eta = self.run_eta()
+            shown = {**values, **({"run ETA": eta} if eta else {})}
+            self.bar.set_postfix(shown, refresh=False)
+
+    def seconds_per_iteration(self) -> float | None:
+        elapsed, steps = self.clock() - self.start, self.done - self.initial
+        return elapsed / steps if steps > 0 and elapsed > 0 else None
+
+    def run_eta(self) -> str:
+        """The run's ETA (this stage and the later ones), or "" before the first step."""
+        per_it = self.seconds_per_iteration()
+        if per_it is None or self.later is None:
+            return ""
+        return duration((self.total - self.done) * per_it + self.later(per_it))
+
+    def text(self) -> str:
+        """The plain line: stage, iterations, speed, the postfix values and the ETAs."""
+        pct = 100 * self.done / max(self.total, 1)
+        parts = [f"{self.desc}: {self.done}/{self.total} it ({pct:.0f}%)"]
+        per_it = self.seconds_per_iteration()
+        if per_it is not None:
+            parts.append(f"{1 / per_it:.2f} it/s")
+        parts += [f"{k} {v}" for k, v in self.postfix.items()]
+        if per_it is not None:
+            parts.append(f"ETA stage {duration((self.total - self.done) * per_it)}")
+            run = self.run_eta()
+            if run:
+                parts.append(f"run {run}")
+        return ", ".join(parts)
 
     def _line(self) -> None:
-        self.last = now = self.clock()
-        elapsed = now - self.start
-        rate = f", {self.done / elapsed:.2f} it/s" if elapsed > 0 else ""
-        extra = "".join(f", {k} {v}" for k, v in self.postfix.items())
-        pct = 100 * self.done / max(self.total, 1)
-        print(f"{self.desc}: {self.done}/{self.total} it ({pct:.0f}%){rate}{extra}",
-              file=self.stream, flush=True)
+        self.last = self.clock()
+        line = self.text()
+        if self.bar is None:
+            print(line, file=self.stream, flush=True)
+        if self.log is not None:
+            self.log(line)
 
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
-        elif self.enabled:
+        if self.enabled:
             self._line()  # where the stage ended

@@ -20,6 +20,7 @@ from ..config import (
 from ..data import DataConfig, DataError, check_data
 from ..models import DFPIR
 from ..models.checkpoint import check_state_dict
+from ..models.compiling import compile_network
 from ..prompts import DEGRADATIONS, PromptBank, build_encoder
 from .checkpoint_io import load_training_state
 from .distributed import DistContext, setup
@@ -105,9 +106,7 @@ def build_model(cfg: ExperimentConfig, ctx: DistContext, state: dict | None, sou
     if ctx.distributed:
         ids = [ctx.device.index] if ctx.device.type == "cuda" else None
         net = DistributedDataParallel(model, device_ids=ids)
-    if cfg.train.compile:
-        net = torch.compile(net)
-    return model, net
+    return model, compile_network(net, model, cfg.train.compile, ctx.device)
 
 
 def check_data_first(data: DataConfig) -> None:

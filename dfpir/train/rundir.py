@@ -35,6 +35,7 @@ RESUMABLE_KEYS = (
     "data.cache_dir",
     "train.device",
     "train.keep_freed_memory",
+    "train.compile",  # a speed mode: rounding only
     "train.save_every_epochs",
     "train.save_every_iters",
     "train.log_every",
@@ -59,7 +60,7 @@ class RunLock:
     def __init__(self, run_dir: str | os.PathLike) -> None:
         self.path = Path(run_dir) / LOCK_NAME
         self.held = False
-        self.created_dir = False
+        self.created: list[Path] = []  # the folders acquire made, the run directory first
 
     def _owner(self) -> dict[str, Any] | None:
         try:
@@ -73,7 +74,8 @@ class RunLock:
     def acquire(self) -> None:
         """Take the lock (creating the run directory) or raise ``RunLockedError`` naming the
         holder. A stale lock (its pid dead on this host) is replaced."""
-        self.created_dir = not self.path.parent.exists()
+        self.created = [p for p in (self.path.parent, *self.path.parent.parents)
+                        if not p.exists()]
         self.path.parent.mkdir(parents=True, exist_ok=True)
         host = socket.gethostname()
         mine = {"pid": os.getpid(), "host": host,
@@ -126,15 +128,20 @@ class RunLock:
             aside.unlink(missing_ok=True)
 
     def release(self) -> None:
-        """Remove the lock if this object holds it (and the run directory if ``acquire``
-        created it and it is still empty)."""
+        """Remove the lock if this object holds it (and the folders ``acquire`` created, the
+        run directory and the ``output_dir`` above it, while they are empty)."""
         if self.held:
             self.held = False
             owner = self._owner()
             if owner and owner.get("pid") == os.getpid():
                 self.path.unlink(missing_ok=True)
-            if self.created_dir and not any(self.path.parent.iterdir()):
-                self.path.parent.rmdir()  # a run that failed its checks leaves nothing behind
+            for folder in self.created:  # a run that failed its checks leaves nothing behind
+                try:
+                    if any(folder.iterdir()):
+                        break
+                    folder.rmdir()
+                except OSError:
+                    break
 
 
 # ------------------------------------------------------------------ the files the trainer owns

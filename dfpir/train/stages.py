@@ -46,6 +46,14 @@ class StageSizes:
         return process_batch_size(stage.batch_size, self.world_size,
                                   self.train.batch_size_is_global)
 
+    def describe(self, stage: StageConfig) -> str:
+        """What one optimiser step averages over: the lr is never scaled with processes."""
+        batch, world = self.batch(stage), self.world_size
+        return (f"stage {stage.name!r}: {world} process(es) x batch {batch} = effective global "
+                f"batch {batch * world}, lr {stage.lr:g} (not scaled with the number of "
+                f"processes); batch_size {stage.batch_size} is "
+                f"{'global' if self.train.batch_size_is_global else 'per process'}")
+
     def iters_per_epoch(self, dataset_size: int, stage: StageConfig) -> int:
         per_rank = math.ceil(dataset_size / self.world_size)
         return per_rank // self.batch(stage)

@@ -7,7 +7,8 @@ from __future__ import annotations
 import torch
 
 from ..config import TrainConfig
-from .losses import compute_loss, training_loss
+from ..models.compiling import eager
+from .losses import compute_loss, per_sample_loss, training_loss
 
 
 class TrainStep:
@@ -32,8 +33,9 @@ class TrainStep:
         return torch.stack([self.prompt_rows[task] for task in tasks])
 
     def __call__(self, degraded: torch.Tensor, clean: torch.Tensor, tasks: list[str]
-                 ) -> tuple[torch.Tensor, torch.Tensor]:
-        """One optimiser step; returns (loss, gradient norm), on the device, not synchronised."""
+                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """One optimiser step; returns (loss, gradient norm, each item's loss), on the device,
+        not synchronised (the items' losses, detached, are for the per-task logs)."""
         t = self.train
         fmt = torch.channels_last if t.channels_last else torch.contiguous_format
         degraded = degraded.to(self.device, non_blocking=True).contiguous(memory_format=fmt)
@@ -42,6 +44,8 @@ class TrainStep:
             restored = self.net(degraded, self.prompts(tasks))
         loss = training_loss(t.loss, t.loss_weighting, restored.float(), clean, degraded,
                              t.psnr_loss_floor)
+        with torch.no_grad():
+            items = per_sample_loss(t.loss, restored.detach().float(), clean, t.psnr_loss_floor)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if t.grad_clip:
@@ -51,7 +55,7 @@ class TrainStep:
                 [q.grad for q in self.model.parameters() if q.grad is not None])
         self.optimizer.step()
         self.last_batch = (degraded, clean, tasks)
-        return loss.detach(), norm.detach()
+        return loss.detach(), norm.detach(), items
 
     @torch.no_grad()
     def loss_on_last_batch(self) -> float | None:
@@ -65,7 +69,7 @@ class TrainStep:
         was_training = self.model.training
         self.model.eval()
         try:
-            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=t.bf16):
+            with eager(), torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=t.bf16):
                 restored = self.model(degraded, self.prompts(tasks))
             return float(compute_loss(t.loss, restored.float(), clean, t.psnr_loss_floor))
         finally:

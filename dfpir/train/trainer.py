@@ -7,27 +7,26 @@ schedule (``StageSchedule``), the checkpoints (``Checkpointer``), the validation
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import time
 from pathlib import Path
 
+import torch
+import yaml
 from torch.utils.data import DataLoader
 
 from ..config import ConfigError, ExperimentConfig, StageConfig, config_to_dict
 from ..data import build_test_datasets, loader_workers, seed_worker
 from ..device import is_out_of_memory, keep_freed_memory
 from ..errors import TrainingError
-from ..models.orders import order_record
 from ..models.precision import set_backend_precision
 from .checkpoint_io import (
     atomic_save,
     export_weights,
     load_training_state,
-    rng_state,
     set_rng_state,
 )
-from .checkpointer import Checkpointer
+from .checkpointer import Checkpointer, training_state
 from .distributed import DistContext
 from .errors import NonFiniteLossError, RunDirError
 from .loss_window import LossWindow, StepInfo, WindowResult
@@ -48,6 +47,7 @@ from .sampler import EpochSampler
 from .schedule import StageSchedule
 from .stages import Progress, StageSizes
 from .stop_requests import StopNow, StopRequests
+from .text_log import TextLog
 from .train_step import TrainStep
 from .validator import Validator
 from .world_resume import continue_on_world
@@ -73,6 +73,7 @@ class Trainer:
         self.run_dir = Path(run_dir)
         self.lock = RunLock(self.run_dir)
         self.log = MetricsLog()
+        self.text = TextLog()
         self.checkpoints = Checkpointer(self.run_dir)
         if resume and overwrite:
             raise RunDirError("--resume and --overwrite exclude each other")
@@ -108,13 +109,17 @@ class Trainer:
         check_data_first(cfg.data)
         self.bank, prompt_rows = build_prompts(cfg, ctx.device)
         self.step = TrainStep(self.model, self.net, cfg.train, prompt_rows, ctx.device)
+        self.window = LossWindow(list(prompt_rows))  # per-task losses of these tasks
+        eye = torch.eye(len(prompt_rows), device=ctx.device)
+        self._one_hot = {task: eye[i] for i, task in enumerate(prompt_rows)}
         self.sizes = StageSizes(cfg.train, cfg.data, ctx.world_size)
         first_stage = Progress(**state["progress"]).stage if state is not None else 0
         self._train_sets = {i: self.sizes.train_set(i)
                             for i in range(first_stage, len(cfg.train.stages))}
+        self._work = {i: self._stage_work(i, len(d)) for i, d in self._train_sets.items()}
         self.test_sets = build_test_datasets(cfg.data)
         self.validator = Validator(self.model, self.test_sets, self.bank, ctx, cfg,
-                                   self.run_dir, self.log, self.stops)
+                                   self.run_dir, self.log, self.text, self.stops)
         self.classifier_state: dict | None = None  # the degradation classifier (ours)
         self._resumed: dict | None = None  # the optimiser state of a stage resumed mid-way
         self._saved_world = ctx.world_size
@@ -124,6 +129,9 @@ class Trainer:
             self.checkpoints.set_aside = open_run_dir(self.run_dir, cfg, overwrite, changes,
                                                       resumed_step, resume_with_changes)
             self.log.open(self.run_dir / "tensorboard")
+            self.log.text("config", "    " + yaml.safe_dump(config_to_dict(cfg), sort_keys=False)
+                          .replace("\n", "\n    "))
+            self.text.open(self.run_dir)
         if state is not None:
             self._resume(state)
 
@@ -147,6 +155,7 @@ class Trainer:
         """Flush TensorBoard, put an old run back after a failed ``--overwrite`` and release
         the run directory's lock (idempotent)."""
         self.log.close()
+        self.text.close()
         self.checkpoints.close()
         self.lock.release()
 
@@ -187,7 +196,8 @@ class Trainer:
             dataset = self.sizes.train_set(index)
         iters_per_epoch = self.sizes.iters_per_epoch(len(dataset), stage)
         stage_iters = self.sizes.stage_iters(stage, iters_per_epoch)
-        self._log_batch(stage)
+        if self.ctx.is_main:
+            logger.info("%s", self.sizes.describe(stage))
         self.schedule = StageSchedule(self.model, stage, self.cfg.train, iters_per_epoch,
                                       stage_iters)
         self.step.use(self.schedule.optimizer)
@@ -196,8 +206,13 @@ class Trainer:
         resumed, self._resumed = self._resumed, None
         if resumed is not None and resumed["optimizer"] is not None and mid_stage:
             self.schedule.load(resumed, index, done, self._saved_world != self.ctx.world_size)
-        self._bar = StageProgress(stage_iters, done, stage.name, enabled=self.ctx.is_main,
-                                  every_s=self.cfg.train.progress_every_s)
+        stages = self.cfg.train.stages
+        self._bar = StageProgress(stage_iters, done, f"stage {index + 1}/{len(stages)} "
+                                  f"{stage.name}", enabled=self.ctx.is_main,
+                                  every_s=self.cfg.train.progress_every_s, log=self.text.line,
+                                  later=lambda per_it: per_it * sum(
+                                      w for i, w in self._work.items() if i > index)
+                                  / self._work[index])
         try:
             while p.epoch < stage.epochs and done < stage_iters:
                 done = self._run_epoch(stage, dataset, iters_per_epoch, stage_iters)
@@ -271,9 +286,10 @@ class Trainer:
     def _step(self, degraded, clean, tasks: list[str]):
         """The step on one batch, its loss and gradient norm added to the window unread."""
         p = self.progress
-        loss, norm = self.step(degraded, clean, tasks)
+        loss, norm, items = self.step(degraded, clean, tasks)
         self.window.add(loss, norm, StepInfo(p.stage + 1, p.epoch + 1, p.iteration + 1,
-                                             p.global_step + 1, tasks))
+                                             p.global_step + 1, tasks),
+                        items, torch.stack([self._one_hot[task] for task in tasks]))
         return loss
 
     def _end_epoch(self, stage: StageConfig, iters_per_epoch: int) -> int:
@@ -313,22 +329,18 @@ class Trainer:
         p, loss = self.progress, result.last_loss
         if loss is None:
             return
-        lr = self.schedule.lr
-        self._bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.2e}", epoch=p.epoch + 1)
+        lr, t = self.schedule.lr, self.cfg.train
+        what = "minus PSNR, dB" if t.loss == "psnr" else t.loss
+        self._bar.set_postfix(loss=f"{loss:.4f} ({what})", lr=f"{lr:.2e}",
+                              epoch=f"{p.epoch + 1}/{t.stages[p.stage].epochs}")
         if p.global_step % self.cfg.train.log_every == 0:
             self.log.scalar("train/loss", loss, p.global_step)
             self.log.scalar("train/lr", lr, p.global_step)
+            self.log.scalar("train/grad_norm", result.norms[-1], p.global_step)
+            for task, value in result.task_losses.items():
+                self.log.scalar(f"train/loss_{task}", value, p.global_step)
             self.log.scalar("train/iters_per_s", p.iteration / (time.perf_counter() - start),
                             p.global_step)
-
-    def _log_batch(self, stage: StageConfig) -> None:
-        """Say what one optimiser step averages over: the lr is never scaled with processes."""
-        batch, world = self.sizes.batch(stage), self.ctx.world_size
-        if self.ctx.is_main:
-            logger.info(f"stage {stage.name!r}: {world} process(es) x batch {batch} = effective "
-                        f"global batch {batch * world}, lr {stage.lr:g} (not scaled with the "
-                        f"number of processes); batch_size {stage.batch_size} is "
-                        f"{'global' if self.cfg.train.batch_size_is_global else 'per process'}")
 
     def _oom_message(self, stage: StageConfig, err: BaseException) -> str:
         p = self.progress
@@ -339,27 +351,18 @@ class Trainer:
                 f"or patch_size, or set train.bf16: true; then "
                 f"{self.checkpoints.go_on(' --resume-with-changes')}")
 
+    def _stage_work(self, index: int, dataset_size: int) -> float:
+        """Stage ``index``'s work in pixels per process (its iterations x batch x crop
+        area), to scale the run's ETA from the speed of the stage under way."""
+        stage = self.cfg.train.stages[index]
+        iters = self.sizes.stage_iters(stage, self.sizes.iters_per_epoch(dataset_size, stage))
+        return max(iters * self.sizes.batch(stage) * stage.patch_size ** 2, 1)
+
     def _interrupted(self):
         return self.stops.interrupted(self.checkpoints.latest, self.progress.global_step,
                                       self.run_dir)
 
     # ------------------------------------------------------------------ checkpoints
-
-    def _state(self) -> dict:
-        """What a training checkpoint holds."""
-        optimizer, scheduler = self.schedule.state() if self.schedule else (None, None)
-        return {
-            "model": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
-            "optimizer": optimizer,
-            "scheduler": scheduler,
-            "scaler": None,  # bf16 autocast needs no loss scaling
-            "progress": dataclasses.asdict(self.progress),
-            "world_size": self.ctx.world_size,
-            "rng": rng_state(),
-            "config": config_to_dict(self.cfg),
-            "channel_orders": order_record(self.model, self.bank.names, self.bank.embeddings),
-            **({"classifier": self.classifier_state} if self.classifier_state else {}),
-        }
 
     def save(self, *names: str) -> None:
         """Write the current state as ``checkpoints/<name>.pt`` for each name (rank 0 only).
@@ -368,7 +371,9 @@ class Trainer:
             self._check_window()  # under torchrun every save follows a check of all ranks
         if not self.ctx.is_main:
             return
-        self.checkpoints.save(names, self._state(), self.step.loss_on_last_batch(),
+        state = training_state(self.model, self.schedule, self.progress, self.ctx.world_size,
+                               self.cfg, self.bank, self.classifier_state)
+        self.checkpoints.save(names, state, self.step.loss_on_last_batch(),
                               self.progress.global_step, self.progress.stage)
 
     def _train_classifier(self) -> None:

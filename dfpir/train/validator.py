@@ -12,12 +12,14 @@ from pathlib import Path
 import torch
 
 from ..config import ExperimentConfig
+from ..models.compiling import eager
 from ..prompts import PromptBank
 from .distributed import DistContext, all_reduce_sum, broadcast_object
 from .metrics_log import MetricsLog
-from .scoring import validate, write_comparison_figure, write_results_table
+from .scoring import format_results_table, validate, write_comparison_figure, write_results_table
 from .stages import Progress
 from .stop_requests import AbortValidation, StopRequests
+from .text_log import TextLog
 
 logger = logging.getLogger(__name__)
 
@@ -36,9 +38,10 @@ class Validator:
 
     def __init__(self, model: torch.nn.Module, test_sets: dict, bank: PromptBank,
                  ctx: DistContext, cfg: ExperimentConfig, run_dir: Path, log: MetricsLog,
-                 stops: StopRequests) -> None:
+                 text: TextLog, stops: StopRequests) -> None:
         self.model, self.test_sets, self.bank, self.ctx = model, test_sets, bank, ctx
         self.cfg, self.run_dir, self.log, self.stops = cfg, run_dir, log, stops
+        self.text = text
         self.input_scores: dict[tuple[str, int], tuple[float, float]] = {}
 
     def _shared(self, limit: int, samples: int, classifier=None):
@@ -46,10 +49,11 @@ class Validator:
         up on the long-timeout group: however long one rank's slice takes, the others wait for
         it without tripping the training collectives' timeout."""
         ctx = self.ctx
-        return validate(self.model, self.test_sets, self.bank, ctx.device, limit, samples,
-                        self.cfg.eval, self.input_scores, classifier,
-                        shard=(ctx.rank, ctx.world_size),
-                        reduce=lambda sums: all_reduce_sum(sums, ctx, wait=True))
+        with eager():  # every image's own shape: never a recompile
+            return validate(self.model, self.test_sets, self.bank, ctx.device, limit, samples,
+                            self.cfg.eval, self.input_scores, classifier,
+                            shard=(ctx.rank, ctx.world_size),
+                            reduce=lambda sums: all_reduce_sum(sums, ctx, wait=True))
 
     def select_on_test(self, progress: Progress, tolerance: float, trigger: str,
                        save: Save) -> bool:
@@ -122,16 +126,21 @@ class Validator:
                 value = sum(m[key] for m in results.values()) / len(results)
                 self.log.scalar(f"val/classifier_{key}", value, step)
         self.log.scalar("val/mean_psnr", mean_psnr, step)
+        if not final:  # on the console and in train.log; the final one prints its own table
+            logger.info("validation at global step %d (stage %d, epoch %d)%s:\n%s", step,
+                        progress.stage + 1, progress.epoch, " (new best)" if best else "",
+                        format_results_table(results).rstrip())
         if best:
             save("best")
         if final:
             table = write_results_table(results, self.run_dir / "final_results.md")
             try:
-                with self.stops.abortable_work(shared=False):  # rank 0's own work
+                with self.stops.abortable_work(shared=False), eager():  # rank 0's own
                     write_comparison_figure(self.model, self.test_sets, self.bank,
                                             self.ctx.device, self.run_dir / "comparison.png")
             except AbortValidation:
                 logger.warning("comparison figure skipped")
             print("\n" + table, flush=True)
+            self.text.line("final validation:\n" + table)
         self.ctx.barrier()
         return results

@@ -34,7 +34,7 @@ from ..data import build_test_datasets
 from ..data.tasks import TASKS
 from ..device import resolve_device
 from ..loading import LoadedModel, load_model, select_model_config, stored_model_config
-from ..models.orders import check_prompt_record
+from ..models.orders import check_prompt_record, say_notes
 from ..models.precision import set_backend_precision
 from ..prompts import PromptBank, build_encoder
 from .blind import BlindReport, PromptMatrix, evaluate_blind, prompt_matrix
@@ -100,8 +100,7 @@ def evaluate(
         loaded = load_model(checkpoint, cfg.model, overrides, device)
     else:
         loaded.model.to(device)
-    for note in loaded.notes:
-        logger.info("note: %s", note)
+    say_notes(loaded.notes, logger)
     _warn_prompt_mismatch(loaded.stored_config, cfg)
     datasets = build_test_datasets(cfg.data)
     if not datasets:

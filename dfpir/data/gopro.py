@@ -1,0 +1,83 @@
+"""GoPro's per-sequence folders (``GoPro_Large/train/<sequence>/{blur,sharp}/<frame>.png``) as
+the flattened layout the release's list names (``blur/<sequence>_<frame>.png``,
+``sharp/<sequence>_<frame>.png``). The user's files are copied or linked, never moved; a file
+already at its flattened place is left as it is."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import DataError
+
+__all__ = ["FlattenReport", "flatten_gopro"]
+
+PAIR = ("blur", "sharp")
+
+
+@dataclass
+class FlattenReport:
+    """What ``flatten_gopro`` did: files written (each pair is two), pairs left as they were,
+    and, with a list, how many of its names the flattened folder now holds."""
+
+    written: int = 0
+    kept: int = 0
+    listed: int | None = None
+    listed_present: int | None = None
+    missing: list[str] = field(default_factory=list)  # listed names not there (first few)
+
+
+def _pairs(source: Path) -> list[tuple[str, Path, Path]]:
+    pairs = []
+    for sequence in sorted(p for p in source.iterdir() if p.is_dir()):
+        blur, sharp = sequence / PAIR[0], sequence / PAIR[1]
+        if not (blur.is_dir() and sharp.is_dir()):
+            continue
+        for frame in sorted(blur.iterdir()):
+            if frame.is_file() and (sharp / frame.name).is_file():
+                pairs.append((f"{sequence.name}_{frame.name}", frame, sharp / frame.name))
+    return pairs
+
+
+def flatten_gopro(source: str | os.PathLike, dest: str | os.PathLike, link: bool = False,
+                  list_file: str | os.PathLike | None = None) -> FlattenReport:
+    """Copy (or, with ``link``, hard-link, falling back to a copy across file systems) every
+    blur/sharp pair of ``source``'s sequences into ``dest/blur`` and ``dest/sharp`` under the
+    flattened name. With ``list_file`` (one name a line), count the listed names present."""
+    source, dest = Path(source), Path(dest)
+    if not source.is_dir():
+        raise DataError(f"GoPro folder {source} is not a folder; expected GoPro_Large/train "
+                        "(or test) with one folder per sequence")
+    pairs = _pairs(source)
+    if not pairs:
+        raise DataError(f"no GoPro sequences in {source}: expected <sequence>/blur/<frame>.png "
+                        "and <sequence>/sharp/<frame>.png")
+    report = FlattenReport()
+    for name, blur, sharp in pairs:
+        targets = [(blur, dest / PAIR[0] / name), (sharp, dest / PAIR[1] / name)]
+        if all(t.exists() for _, t in targets):
+            report.kept += 1
+            continue
+        for origin, target in targets:
+            if target.exists():
+                continue
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if link:
+                try:
+                    os.link(origin, target)
+                except OSError:  # another file system: a copy instead
+                    shutil.copy2(origin, target)
+            else:
+                shutil.copy2(origin, target)
+            report.written += 1
+    if list_file is not None:
+        names = [n.strip() for n in Path(list_file).read_text().splitlines() if n.strip()]
+        present = {p.name for p in (dest / PAIR[0]).iterdir()} if (dest / PAIR[0]).is_dir() \
+            else set()
+        report.listed = len(names)
+        absent = [n for n in names if Path(n).name not in present]
+        report.listed_present = len(names) - len(absent)
+        report.missing = absent[:5]
+    return report

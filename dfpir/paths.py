@@ -1,0 +1,30 @@
+"""What is wrong with a path the user gave as a file to read, in words: one wording for every
+command (a folder or a FIFO is not called missing)."""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+__all__ = ["not_a_file"]
+
+
+def not_a_file(path: str | os.PathLike) -> str | None:
+    """``None`` for a regular file (or a link to one), else why it cannot be read as one:
+    "does not exist", "is a folder, not a file" or "is not a regular file (...)"."""
+    try:
+        mode = Path(path).stat().st_mode
+    except FileNotFoundError:
+        return "does not exist"
+    except NotADirectoryError:
+        return "does not exist (a part of its path is a file)"
+    except PermissionError:
+        return "cannot be read (permission denied)"
+    if stat.S_ISREG(mode):
+        return None
+    if stat.S_ISDIR(mode):
+        return "is a folder, not a file"
+    kind = ("a FIFO" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode)
+            else "a device")
+    return f"is not a regular file ({kind})"
