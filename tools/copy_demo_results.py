@@ -92,7 +92,8 @@ def copy(args: argparse.Namespace) -> int:
         if not Path(args.eval, "results.md").is_file():
             raise DfpirError(f"--eval {args.eval}: no results.md there (run dfpir eval first)")
         new[EVAL_PAGE] = replace_block(EVAL_PAGE.read_text(),
-                                       eval_block(Path(args.eval), args.machine[0].strip()),
+                                       eval_block(Path(args.eval),
+                                                  args.machine[0].split(";")[0].strip()),
                                        EVAL_PAGE, EVAL_START, EVAL_END)
     for path, text in new.items():
         path.write_text(text)
