@@ -47,18 +47,25 @@ def render() -> str:
     return "\n".join(parts)
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = argparse.ArgumentParser(description="Write or check docs/cli.md.")
-    args.add_argument("--check", action="store_true", help="exit 1 when docs/cli.md is stale")
+def write_or_check(page: Path, render_page, tool: str, argv: list[str] | None = None) -> int:
+    """The command line of a generated page: write ``render_page()`` to ``page``, or with
+    ``--check`` exit 1 when the committed page differs from it."""
+    args = argparse.ArgumentParser(description=f"Write or check docs/{page.name}.")
+    args.add_argument("--check", action="store_true",
+                      help=f"exit 1 when docs/{page.name} is stale")
     opts = args.parse_args(argv)
-    text = render()
+    text = render_page()
     if opts.check:
-        stale = not PAGE.exists() or PAGE.read_text() != text
-        print(f"{PAGE} is {'stale: run python tools/cli_reference.py' if stale else 'current'}")
+        stale = not page.exists() or page.read_text() != text
+        print(f"{page} is {f'stale: run python tools/{tool}' if stale else 'current'}")
         return int(stale)
-    PAGE.write_text(text)
-    print(f"wrote {PAGE}")
+    page.write_text(text)
+    print(f"wrote {page}")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return write_or_check(PAGE, render, "cli_reference.py", argv)
 
 
 if __name__ == "__main__":

@@ -8,13 +8,14 @@ reference cannot drift from the code (``tests/test_docs.py`` fails when the page
 
 from __future__ import annotations
 
-import argparse
 import ast
 import dataclasses
 import inspect
 import json
 import typing
 from pathlib import Path
+
+from cli_reference import write_or_check
 
 from dfpir.config import ExperimentConfig
 from dfpir.schema import _type_name
@@ -92,17 +93,7 @@ def render() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = argparse.ArgumentParser(description="Write or check docs/config.md.")
-    args.add_argument("--check", action="store_true", help="exit 1 when docs/config.md is stale")
-    opts = args.parse_args(argv)
-    text = render()
-    if opts.check:
-        stale = not PAGE.exists() or PAGE.read_text() != text
-        print(f"{PAGE} is {'stale: run python tools/config_reference.py' if stale else 'current'}")
-        return int(stale)
-    PAGE.write_text(text)
-    print(f"wrote {PAGE}")
-    return 0
+    return write_or_check(PAGE, render, "config_reference.py", argv)
 
 
 if __name__ == "__main__":

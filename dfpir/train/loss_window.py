@@ -52,28 +52,31 @@ class WindowResult:
                 "of that step")
 
 
-@dataclass
 class LossWindow:
-    """Collects each step's loss, gradient norm and per-task sums of its items' losses as
-    device tensors (no synchronisation) and checks them in one read: a NaN on any rank stays
-    NaN in the sum. ``tasks`` names the columns of the one-hot rows ``add`` is given."""
+    """Collects each step's loss, gradient norm and, per task of ``tasks``, the sum and count
+    of its items' losses as device tensors (no synchronisation) and checks them in one read: a
+    NaN on any rank stays NaN in the sum."""
 
-    tasks: list[str] = field(default_factory=list)
-    values: list[torch.Tensor] = field(default_factory=list)
-    infos: list[StepInfo] = field(default_factory=list)
+    def __init__(self, tasks: list[str] | None = None, device: torch.device | None = None
+                 ) -> None:
+        self.tasks = list(tasks or [])
+        eye = torch.eye(len(self.tasks), device=device)  # a task's one-hot row, on the device
+        self.one_hot = {task: eye[i] for i, task in enumerate(self.tasks)}
+        self.values: list[torch.Tensor] = []
+        self.infos: list[StepInfo] = []
 
     def add(self, loss: torch.Tensor, norm: torch.Tensor, info: StepInfo,
-            item_losses: torch.Tensor | None = None, one_hot: torch.Tensor | None = None
-            ) -> None:
-        """One step: its loss and gradient norm; with ``item_losses`` (B,) and the batch's
-        task ``one_hot`` rows (B, len(tasks)), the per-task sums and counts too."""
+            item_losses: torch.Tensor | None = None) -> None:
+        """One step: its loss and gradient norm; with ``item_losses`` (one per item of the
+        batch, whose tasks ``info.tasks`` names), the per-task sums and counts too."""
         parts = [loss.detach().float().reshape(1), norm.detach().float().reshape(1)]
         if self.tasks:
-            if item_losses is None or one_hot is None:
+            if item_losses is None:
                 zeros = torch.zeros(len(self.tasks), device=loss.device)
                 parts += [zeros, zeros]
             else:
-                parts += [item_losses.detach().float() @ one_hot, one_hot.sum(0)]
+                rows = torch.stack([self.one_hot[task] for task in info.tasks])
+                parts += [item_losses.detach().float() @ rows, rows.sum(0)]
         self.values.append(torch.cat(parts))
         self.infos.append(info)
 

@@ -11,7 +11,6 @@ import logging
 import time
 from pathlib import Path
 
-import torch
 import yaml
 from torch.utils.data import DataLoader
 
@@ -109,9 +108,7 @@ class Trainer:
         check_data_first(cfg.data)
         self.bank, prompt_rows = build_prompts(cfg, ctx.device)
         self.step = TrainStep(self.model, self.net, cfg.train, prompt_rows, ctx.device)
-        self.window = LossWindow(list(prompt_rows))  # per-task losses of these tasks
-        eye = torch.eye(len(prompt_rows), device=ctx.device)
-        self._one_hot = {task: eye[i] for i, task in enumerate(prompt_rows)}
+        self.window = LossWindow(list(prompt_rows), ctx.device)  # per-task losses of these
         self.sizes = StageSizes(cfg.train, cfg.data, ctx.world_size)
         first_stage = Progress(**state["progress"]).stage if state is not None else 0
         self._train_sets = {i: self.sizes.train_set(i)
@@ -288,8 +285,7 @@ class Trainer:
         p = self.progress
         loss, norm, items = self.step(degraded, clean, tasks)
         self.window.add(loss, norm, StepInfo(p.stage + 1, p.epoch + 1, p.iteration + 1,
-                                             p.global_step + 1, tasks),
-                        items, torch.stack([self._one_hot[task] for task in tasks]))
+                                             p.global_step + 1, tasks), items)
         return loss
 
     def _end_epoch(self, stage: StageConfig, iters_per_epoch: int) -> int:
