@@ -180,3 +180,22 @@ def test_validation_scores_a_clean_prediction_on_the_unrestored_input(tmp_path):
         assert metrics["accuracy"] == 0.0
         assert metrics["blind_psnr"] == pytest.approx(metrics["input_psnr"])
     trainer.close()
+
+
+def test_a_signal_on_one_rank_is_every_ranks_exit_status(tmp_path):
+    """The check carries the signal behind a stop request, so a rank that stops because
+    another was signalled exits as that one does (143 for SIGTERM) and says where it came
+    from."""
+    import signal
+
+    from dfpir.train.loss_window import LossWindow
+    from dfpir.train.stop_requests import StopRequests
+
+    ctx = DistContext(0, 1, 0, torch.device("cpu"), None)
+    result = LossWindow().check(ctx, True, signal.SIGTERM)
+    assert result.stop and result.stop_signal == signal.SIGTERM
+    assert LossWindow().check(ctx, True).stop_signal is None  # asked by code: no signal
+    other = StopRequests(distributed=True)
+    other.agree(result.stop, result.stop_signal)
+    stopped = other.interrupted(tmp_path / "latest.pt", 7, tmp_path)
+    assert stopped.exit_code == 143 and "stopped by SIGTERM (on another rank)" in str(stopped)

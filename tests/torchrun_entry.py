@@ -4,10 +4,11 @@ tests/test_train_dist.py (not a test module itself):
 - DFPIR_TEST_SLOW_VALIDATION=S: rank 0 sleeps S seconds in every validation;
 - DFPIR_TEST_FAIL_AT=N: rank DFPIR_TEST_FAIL_RANK (default 1) fails in global step N;
 - DFPIR_TEST_STOP_AT=N: every rank (or only rank DFPIR_TEST_STOP_RANK) asks to stop after
-  global step N, as a signal would.
+  global step N, as a signal would (a real SIGTERM with DFPIR_TEST_STOP_SIGNAL=1).
 """
 
 import os
+import signal
 import sys
 import time
 
@@ -33,7 +34,10 @@ def _faulty(step, fail_at, stop_at, fail_rank, stop_rank):
             raise NonFiniteLossError(f"injected failure on rank {RANK} in step {number}")
         loss = step(self, *args)
         if number == stop_at and stop_rank in (-1, RANK):
-            self.stops.requested = True
+            if os.environ.get("DFPIR_TEST_STOP_SIGNAL"):  # as SLURM or kill would: a SIGTERM
+                os.kill(os.getpid(), signal.SIGTERM)
+            else:
+                self.stops.requested = True
         return loss
     return faulty
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -52,7 +53,9 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     """Train; returns the exit status (130/143 when SIGINT/SIGTERM stopped it after saving)."""
-    logging.getLogger("dfpir").setLevel(logging.INFO)
+    # under torchrun rank 0 says how the run goes; the others only warn (and name errors)
+    main_rank = int(os.environ.get("RANK", "0")) == 0
+    logging.getLogger("dfpir").setLevel(logging.INFO if main_rank else logging.WARNING)
     overrides = list(args.overrides)
     if args.device is not None:
         overrides.append(f"train.device={json.dumps(args.device)}")
@@ -71,14 +74,17 @@ def run(args: argparse.Namespace) -> int:
               f"{run_dir / 'final_results.md'}): nothing to resume. To train again, start a "
               "new run (another --run-dir, or --overwrite)")
         return 0
-    print(f"run folder: {run_dir}", flush=True)  # where to look, before the long part
+    if main_rank:
+        print(f"run folder: {run_dir}", flush=True)  # where to look, before the long part
     try:
         train(cfg, run_dir, resume=resume, overwrite=args.overwrite,
               resume_with_changes=args.resume_with_changes)
     except (TrainingInterrupted, StopNow) as err:
-        print(f"stopped: {err} (run folder: {run_dir})", file=sys.stderr)
+        if main_rank:
+            print(f"stopped: {err} (run folder: {run_dir})", file=sys.stderr)
         return err.exit_code
-    print(f"done: the run is in {run_dir}")
+    if main_rank:
+        print(f"done: the run is in {run_dir}")
     return 0
 
 

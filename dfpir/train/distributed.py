@@ -101,3 +101,27 @@ def broadcast_object(obj: Any, ctx: DistContext) -> Any:
     box = [obj]
     dist.broadcast_object_list(box, src=0, group=ctx.wait_group)
     return box[0]
+
+
+def match_grad_strides(model: torch.nn.Module) -> int:
+    """Give each depthwise convolution's weight gradient its weight's strides. On the CPU the
+    gradient of a (C, 1, 3, 3) weight comes back with another stride on its size-1 axis; DDP
+    then warns ("Grad strides do not match bucket view strides") and copies it into its bucket
+    every step. The strides differ only on axes of size 1, so the gradient with the weight's
+    strides is a view of the same memory: no copy. Returns the number of weights hooked."""
+    def hook_for(weight: torch.nn.Parameter):
+        def same_strides(grad: torch.Tensor) -> torch.Tensor:
+            if grad.stride() == weight.stride() or grad.shape != weight.shape or any(
+                    a != b and n != 1 for a, b, n in zip(grad.stride(), weight.stride(),
+                                                         weight.shape, strict=True)):
+                return grad
+            return grad.as_strided(weight.shape, weight.stride(), grad.storage_offset())
+        return same_strides
+
+    count = 0
+    for module in model.modules():
+        if (isinstance(module, torch.nn.Conv2d) and module.groups > 1
+                and module.weight.requires_grad and module.weight.shape[1] == 1):
+            module.weight.register_hook(hook_for(module.weight))
+            count += 1
+    return count

@@ -30,6 +30,7 @@ class WindowResult:
 
     losses: list[float]
     stop: bool
+    stop_signal: int | None = None  # the signal behind the request (SIGTERM if ranks differ)
     norms: list[float] = field(default_factory=list)
     task_losses: dict[str, float] = field(default_factory=dict)  # mean per-item loss per task
     bad: StepInfo | None = None
@@ -83,10 +84,11 @@ class LossWindow:
     def __len__(self) -> int:
         return len(self.values)
 
-    def check(self, ctx: DistContext, stop: bool) -> WindowResult:
-        """Sum the window (and the stop flags) over the ranks and read it back; every rank
-        must call this at the same steps. Empties the window."""
-        flag = torch.tensor([float(stop)], device=ctx.device)
+    def check(self, ctx: DistContext, stop: bool, signal: int | None = None) -> WindowResult:
+        """Sum the window (and the stop flags and their signals) over the ranks and read it
+        back; every rank must call this at the same steps. Empties the window."""
+        flag = torch.tensor([float(signal or 0), float(bool(signal)), float(stop)],
+                            device=ctx.device)
         flat = torch.cat([torch.stack(self.values).flatten(), flag]) if self.values else flag
         host = all_reduce_sum(flat, ctx).tolist()  # the one synchronisation
         infos, self.values, self.infos = self.infos, [], []
@@ -94,7 +96,10 @@ class LossWindow:
         rows = [host[i * width:(i + 1) * width] for i in range(len(infos))]
         pairs = [(row[0] / ctx.world_size, row[1] / ctx.world_size)
                  for row in rows]  # DDP gives every rank the same gradient
-        result = WindowResult([loss for loss, _ in pairs], host[-1] > 0,
+        signals, signalled = host[-3], host[-2]
+        stop_signal = (None if not signalled else int(signals / signalled)
+                       if signals % signalled == 0 else 15)  # two signals: as SIGTERM
+        result = WindowResult([loss for loss, _ in pairs], host[-1] > 0, stop_signal,
                               norms=[norm for _, norm in pairs])
         for j, task in enumerate(self.tasks):
             total = sum(row[2 + j] for row in rows)

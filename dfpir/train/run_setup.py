@@ -23,7 +23,7 @@ from ..models.checkpoint import check_state_dict
 from ..models.compiling import compile_network
 from ..prompts import DEGRADATIONS, PromptBank, build_encoder
 from .checkpoint_io import load_training_state
-from .distributed import DistContext, setup
+from .distributed import DistContext, match_grad_strides, setup
 from .errors import RunDirError
 from .rundir import (
     config_changes,
@@ -104,6 +104,7 @@ def build_model(cfg: ExperimentConfig, ctx: DistContext, state: dict | None, sou
         model = model.to(memory_format=torch.channels_last)
     net: torch.nn.Module = model
     if ctx.distributed:
+        match_grad_strides(model)  # no copy into DDP's buckets, no warning on every rank
         ids = [ctx.device.index] if ctx.device.type == "cuda" else None
         net = DistributedDataParallel(model, device_ids=ids)
     return model, compile_network(net, model, cfg.train.compile, ctx.device)

@@ -40,6 +40,7 @@ class StopRequests:
         self.requested = False
         self.signal: int | None = None
         self.agreed = False
+        self.agreed_signal: int | None = None  # the signal another rank got, under torchrun
         self.abortable = False  # a first signal now raises AbortValidation
 
     @property
@@ -47,9 +48,11 @@ class StopRequests:
         """The request every rank acts on: the local one, or under torchrun the agreed one."""
         return self.agreed if self.distributed else self.requested
 
-    def agree(self, any_rank: bool) -> None:
-        """Under torchrun: the result of a check, whether any rank asked to stop."""
+    def agree(self, any_rank: bool, signal_number: int | None = None) -> None:
+        """Under torchrun: the result of a check, whether any rank asked to stop (and the
+        signal that asked, so that every rank exits with the status the signalled one does)."""
         self.agreed = self.requested = any_rank
+        self.agreed_signal = signal_number
 
     def on_signal(self, signum: int, _frame) -> None:
         if self.signal is not None:
@@ -85,7 +88,9 @@ class StopRequests:
 
     def interrupted(self, latest: Path, global_step: int, run_dir: Path) -> TrainingInterrupted:
         """The error that ends a stopped run (exit status 128 + the signal)."""
-        by = signal.Signals(self.signal).name if self.signal else "a stop request"
+        number = self.signal or self.agreed_signal
+        by = signal.Signals(number).name if number else "a stop request"
+        where = "" if self.signal or not self.agreed_signal else " (on another rank)"
         return TrainingInterrupted(
-            f"stopped by {by}: {latest} holds global step {global_step}; continue with "
-            f"--resume --run-dir {run_dir}", self.signal)
+            f"stopped by {by}{where}: {latest} holds global step {global_step}; continue with "
+            f"--resume --run-dir {run_dir}", number)

@@ -311,9 +311,9 @@ class Trainer:
         """Read the steps since the last check (one sync, one all-reduce under torchrun):
         non-finite losses or gradients stop the run before any checkpoint holds their weights;
         a stop request of any rank becomes every rank's."""
-        result = self.window.check(self.ctx, self.stops.requested)
+        result = self.window.check(self.ctx, self.stops.requested, self.stops.signal)
         if self.ctx.distributed:
-            self.stops.agree(result.stop)
+            self.stops.agree(result.stop, result.stop_signal)
         if result.bad is not None:
             raise NonFiniteLossError(f"{result.problem()}. "
                                      f"{self.checkpoints.last_good(self.progress.stage)}")
