@@ -95,3 +95,30 @@ def test_resume_of_a_finished_run_says_so_and_does_nothing(tmp_path, capsys):
     assert "had finished" in capsys.readouterr().out
     assert {p: (p.stat().st_mtime_ns, p.read_bytes())
             for p in run_dir.rglob("*") if p.is_file()} == files
+
+
+def test_a_killed_overwrite_is_named_by_resume_and_by_a_new_run(tmp_path):
+    """kill -9 during --overwrite, before the new run's first checkpoint: the old run is in
+    .overwritten/; --resume and a new run say so (instead of "no checkpoint")."""
+    import pytest
+    from test_train import tiny_cfg
+
+    from dfpir.train import RunDirError, Trainer
+
+    run_dir = tmp_path / "run"
+    Trainer(tiny_cfg("train.val_every=0"), run_dir).run()
+    trainer = Trainer(tiny_cfg("train.val_every=0"), run_dir, overwrite=True)
+    trainer.lock.release()  # as if killed: no close(), the old run stays aside
+    assert (run_dir / ".overwritten" / "checkpoints" / "latest.pt").is_file()
+    with pytest.raises(RunDirError, match=r"run it replaced is in .*\.overwritten"):
+        Trainer(tiny_cfg("train.val_every=0"), run_dir, resume=True)
+    with pytest.raises(RunDirError, match=r"already holds a run.*\.overwritten"):
+        Trainer(tiny_cfg("train.val_every=0"), run_dir)
+
+
+def test_a_failed_overwrite_names_the_run_put_back(tmp_path):
+    from dfpir.train.checkpointer import Checkpointer
+
+    aside = Checkpointer(tmp_path, set_aside=True)
+    assert "put back" in aside.go_on() and "--resume" in aside.go_on()
+    assert "does not exist" not in aside.last_good(0) and "put back" in aside.last_good(0)

@@ -91,7 +91,12 @@ class Checkpointer:
 
     def go_on(self, options: str = "") -> str:
         """How to go on with this run: ``--resume`` only when a ``latest.pt`` exists for it
-        to continue from, else start again."""
+        to continue from, else start again. An ``--overwrite`` that wrote no checkpoint puts
+        the previous run back (``close``): that one can be resumed."""
+        if self.set_aside:
+            return (f"this --overwrite wrote no checkpoint, so the previous run's files are put "
+                    f"back in {self.run_dir}: start again with --overwrite, or continue the "
+                    f"previous run with --resume{options}")
         if self.latest.is_file():
             return f"continue with --resume{options} --run-dir {self.run_dir}"
         return (f"start again with --overwrite --run-dir {self.run_dir} (no checkpoint was "
@@ -100,6 +105,10 @@ class Checkpointer:
     def last_good(self, stage_index: int) -> str:
         """Where to go on after a divergence: the last good checkpoint that exists, if any."""
         lr = f"train.stages[{stage_index}].lr"
+        if self.set_aside:
+            return (f"This --overwrite wrote no checkpoint; the previous run's files are put "
+                    f"back in {self.run_dir}. Start again with --overwrite and a lower {lr}, "
+                    "or train.grad_clip")
         if self.latest.is_file():
             step = f" (global step {self.latest_step})" if self.latest_step is not None else ""
             return (f"The last good checkpoint is {self.latest}{step}; continue from it with "

@@ -26,6 +26,7 @@ from .checkpoint_io import load_training_state
 from .distributed import DistContext, match_grad_strides, setup
 from .errors import RunDirError
 from .rundir import (
+    ASIDE_NAME,
     config_changes,
     record_changes,
     refuse_changes,
@@ -58,8 +59,21 @@ def config_of(state: dict, latest: Path, overrides=()) -> ExperimentConfig:
     return build_dataclass(ExperimentConfig, raw, "", origin)
 
 
+def set_aside_note(run_dir: Path) -> str:
+    """What to say when an ``--overwrite`` was killed before its first checkpoint: the run it
+    replaced is still in ``<run>/.overwritten/``."""
+    aside = run_dir / ASIDE_NAME
+    if not aside.is_dir():
+        return ""
+    return (f". An --overwrite was stopped before its first checkpoint: the run it replaced is "
+            f"in {aside} (move its files back into {run_dir} to resume it; another --overwrite "
+            "keeps it there until the new run's first checkpoint)")
+
+
 def no_checkpoint_message(run_dir: Path) -> str:
     latest = run_dir / "checkpoints" / "latest.pt"
+    if (run_dir / ASIDE_NAME).is_dir():
+        return f"--resume: no checkpoint at {latest}{set_aside_note(run_dir)}"
     if (run_dir / "config.yaml").is_file():
         return (f"--resume: no checkpoint at {latest}: the run was stopped before its first "
                 "checkpoint; start it again with --overwrite")
@@ -85,7 +99,7 @@ def resolve_config(cfg: ExperimentConfig | None, run_dir: Path, is_main: bool, r
         how = ("pass --resume to continue it or --overwrite to start again there"
                if latest.is_file() else "it was stopped before its first checkpoint, so "
                "--resume cannot continue it: pass --overwrite to start again there")
-        raise RunDirError(f"{run_dir} already holds a run; {how}")
+        raise RunDirError(f"{run_dir} already holds a run; {how}{set_aside_note(run_dir)}")
     return cfg, None, {}
 
 
