@@ -144,3 +144,10 @@ def test_an_invisible_character_in_a_set_key_is_shown():
     with pytest.raises(ConfigError, match=r"holds the invisible character\(s\) U\+200B.*did you "
                                           r"mean 'log_every'"):
         load_config(None, ["train.log_every\u200b=1"])
+
+
+def test_a_set_into_a_list_entry_is_named_as_the_origin():
+    """--set train.stages.0.lr=-1 is blamed on that --set, not on the config file."""
+    with pytest.raises(ConfigError, match=r"train\.stages\[0\]\.lr: .*\(set in --set "
+                                          r"train\.stages\.0\.lr=-1\)"):
+        load_config(ROOT / "configs" / "demo.yaml", ["train.stages.0.lr=-1"])

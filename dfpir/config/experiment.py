@@ -364,7 +364,10 @@ def apply_override(raw: dict, override: str, origin: dict[str, str]) -> None:
         node[_list_index(node, keys[-1], override)] = value
     else:
         node[keys[-1]] = value
-    _mark(value, dotted.strip(), origin, f"--set {override}")
+    # errors name a list entry as train.stages[0].lr: record the --set under that name
+    where = ".".join(k.strip() for k in keys)
+    where = re.sub(r"\.(\d+)(?=\.|$)", r"[\1]", where)
+    _mark(value, where, origin, f"--set {override}")
 
 
 def load_config(path: str | os.PathLike | None = None, overrides: list[str] = ()
