@@ -129,3 +129,13 @@ def test_modes_resolve():
     assert resolve_compile_mode(True, CPU) == "default"
     with pytest.raises(ValueError, match="train.compile"):
         resolve_compile_mode("fast", CPU)
+
+
+def test_the_fast_modes_take_the_fused_optimizer():
+    from dfpir.train.schedule import StageSchedule
+
+    model = DFPIR(tiny_config())
+    for mode, fused in (("regional", True), ("none", None), ("auto", None)):  # auto: none here
+        train = TrainConfig(compile=mode)
+        schedule = StageSchedule(model, train.stages[0], train, 3, 10)
+        assert schedule.optimizer.defaults.get("fused") is fused, mode

@@ -9,6 +9,7 @@ import math
 import torch
 
 from ..config import StageConfig, TrainConfig
+from ..models.compiling import resolve_compile_mode
 from .world_resume import restart_schedule_at
 
 logger = logging.getLogger(__name__)
@@ -22,9 +23,13 @@ class StageSchedule:
     def __init__(self, model: torch.nn.Module, stage: StageConfig, train: TrainConfig,
                  iters_per_epoch: int, stage_iters: int) -> None:
         self.stage, self.train = stage, train
+        # the fast modes (train.compile) also take Adam's fused kernel: one launch for all the
+        # parameters instead of a loop over them; the same update, other rounding
+        device = next(model.parameters()).device
+        fused = resolve_compile_mode(train.compile, device) != "none" or None
         self.optimizer = torch.optim.Adam(model.parameters(), lr=stage.lr,
                                           betas=tuple(train.betas),
-                                          weight_decay=train.weight_decay)
+                                          weight_decay=train.weight_decay, fused=fused)
         if train.scheduler_step == "epoch":
             steps = stage.t_max_epochs or stage.epochs
         elif train.scheduler_step == "iteration":
