@@ -91,6 +91,17 @@ def test_a_stop_on_one_rank_stops_all_at_the_next_check(tmp_path):
     assert latest(tmp_path / "run")["progress"]["global_step"] == 2
 
 
+def test_a_sigterm_to_one_rank_is_named_by_the_others(tmp_path):
+    # SLURM or kill signals one worker: both ranks save the same step, and rank 0, which got
+    # no signal, says which one stopped the run (torchrun then ends the workers that remain)
+    cfg = write_cfg(tmp_path, "train.log_every=3")
+    code, err = finish(launch(["--config", str(cfg), "--run-dir", str(tmp_path / "run")],
+                              env={"DFPIR_TEST_STOP_AT": "1", "DFPIR_TEST_STOP_RANK": "1",
+                                   "DFPIR_TEST_STOP_SIGNAL": "1"}))
+    assert code != 0 and "stopped by SIGTERM (on another rank)" in err, err[-3000:]
+    assert latest(tmp_path / "run")["progress"]["global_step"] == 2
+
+
 def test_resume_from_two_processes_on_one_then_on_two(tmp_path):
     cfg, run_dir = write_cfg(tmp_path), tmp_path / "run"
     # 8 images: 2 iterations per epoch on 2 ranks, 4 on 1; stop after global step 1
