@@ -356,3 +356,24 @@ def test_restore_auto_goes_on_past_a_1x1_image(run_dir, tmp_path, capsys):
     assert "a_tiny.png" in captured.err and "too small" in captured.err
     assert "b_black.png" in captured.err and "flat colour" in captured.err
     assert "Traceback" not in captured.err
+
+
+def test_a_grey_photo_is_not_dehazed_on_a_guess():
+    """Haze is told partly by faded colour, which a grey photo always has: on a grey photo a
+    haze guess is not trusted however sure; other guesses (told by brightness and texture)
+    and a clean one are followed as on colour photos."""
+    from dfpir.blind import is_grey
+
+    grey = np.repeat(_smooth().mean(axis=2, keepdims=True), 3, axis=2)
+    assert is_grey(grey) and not is_grey(_smooth())
+    hazy = always_classifier("dehaze", ["derain", "dehaze", "clean"]).predict(grey)
+    assert hazy.label == "dehaze" and not hazy.unsure
+    stopped = choose_degradation(hazy, "stop", grey=True)
+    assert stopped.degradation is None and not stopped.clean and "greyscale" in stopped.message
+    followed = choose_degradation(hazy, "restore", grey=True)
+    assert followed.degradation == "dehaze" and "--if-unsure restore" in followed.message
+    assert choose_degradation(hazy, "stop").degradation == "dehaze"  # colour: as before
+    clean = always_classifier("clean", ["derain", "dehaze", "clean"]).predict(grey)
+    assert choose_degradation(clean, "stop", grey=True).clean
+    dark = always_classifier("lowlight", ["lowlight", "dehaze", "clean"]).predict(grey)
+    assert choose_degradation(dark, "stop", grey=True).degradation == "lowlight"

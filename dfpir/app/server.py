@@ -121,7 +121,7 @@ def blind_classifier(bundle: ModelBundle
     degradation name, ``None`` to leave the image as it is, and a line saying how sure it is)
     and a note, or ``(None, why there is none)``. The page offers "auto" first when there is
     one."""
-    from ..blind import choose_degradation
+    from ..blind import choose_degradation, is_grey
 
     if bundle.onnx is not None:
         return None, "an ONNX export restores one fixed degradation"
@@ -133,7 +133,7 @@ def blind_classifier(bundle: ModelBundle
 
     def classify(rgb: np.ndarray) -> tuple[str | None, str]:
         choice = choose_degradation(bundle.classifier.predict(rgb),
-                                    bundle.classifier.config.if_unsure)
+                                    bundle.classifier.config.if_unsure, is_grey(rgb))
         return choice.degradation, choice.message
 
     return classify, "the degradation classifier stored with the model picks the prompt"

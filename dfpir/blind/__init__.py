@@ -6,7 +6,14 @@ See the README, "Restore".
 """
 
 from ..config.classifier import CLEAN, IF_UNSURE, ClassifierConfig
-from .api import BlindChoice, blind_restore, choose_degradation, load_classifier, restore_as
+from .api import (
+    BlindChoice,
+    blind_restore,
+    choose_degradation,
+    is_grey,
+    load_classifier,
+    restore_as,
+)
 from .classifier import (
     ClassifierError,
     DegradationClassifier,
@@ -25,6 +32,7 @@ __all__ = [
     "Prediction",
     "blind_restore",
     "choose_degradation",
+    "is_grey",
     "classifier_from_checkpoint",
     "load_classifier",
     "restore_as",

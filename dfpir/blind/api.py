@@ -69,18 +69,42 @@ class BlindChoice:
     clean: bool = False
 
 
-def choose_degradation(prediction: Prediction, if_unsure: str = IF_UNSURE[0]) -> BlindChoice:
+#: The degradation whose cue (faded colour) a grey photo always shows.
+HAZE = "dehaze"
+
+
+def is_grey(rgb: np.ndarray | torch.Tensor) -> bool:
+    """Whether an RGB image (HxWx3 array or 3xHxW tensor) is greyscale: its channels equal."""
+    if isinstance(rgb, torch.Tensor):
+        return bool(torch.equal(rgb[0], rgb[1]) and torch.equal(rgb[1], rgb[2]))
+    return bool(np.array_equal(rgb[..., 0], rgb[..., 1])
+                and np.array_equal(rgb[..., 1], rgb[..., 2]))
+
+
+def choose_degradation(prediction: Prediction, if_unsure: str = IF_UNSURE[0],
+                       grey: bool = False) -> BlindChoice:
     """Restore with the top prediction, or leave the image as it is (and count it handled)
     when that is ``clean``, however sure; when a degradation guess is unsure (probability below
     its threshold) name the top two and leave the image as it is (``"stop"``, the default) or
-    follow the top guess anyway (``"restore"``)."""
+    follow the top guess anyway (``"restore"``). On a ``grey`` image a haze guess counts as
+    unsure however sure it is: haze is told partly by faded colour, which every grey photo
+    has (a clean grey photo was taken for haze at p=0.66); the other degradations are told by
+    brightness and texture, which grey keeps."""
     if if_unsure not in IF_UNSURE:
         raise ValueError(f"if_unsure must be one of {IF_UNSURE}, got {if_unsure!r}")
     p = prediction
+    if not p.unsure and p.label == CLEAN:
+        return BlindChoice(p, None, f"looks clean: left as it is {p.describe()[len(CLEAN) + 1:]}",
+                           clean=True)
+    if grey and p.label == HAZE:
+        why = (f"greyscale: haze is told partly by faded colour, which a grey photo always "
+               f"has, so the guess {p.describe()} is not trusted")
+        if if_unsure == "restore":
+            return BlindChoice(p, p.label, f"{why}; restoring with {p.label} (--if-unsure "
+                                           "restore)")
+        return BlindChoice(p, None, f"{why}: not restored; name it with --degradation NAME, or "
+                                    "give --if-unsure restore")
     if not p.unsure:
-        if p.label == CLEAN:
-            return BlindChoice(p, None, f"looks clean: left as it is {p.describe()[len(CLEAN) + 1:]}",
-                               clean=True)
         return BlindChoice(p, p.label, f"predicted {p.describe()}")
     top_two = (f"{p.label} (p={p.probability:.2f}) or {p.runner_up} "
                f"(p={p.runner_up_probability:.2f})")
@@ -118,7 +142,7 @@ def blind_restore(model: torch.nn.Module, classifier: DegradationClassifier,
     if isinstance(image, np.ndarray):
         image = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))
     device = next(model.parameters()).device
-    choice = choose_degradation(classifier.predict(image, threshold), if_unsure)
+    choice = choose_degradation(classifier.predict(image, threshold), if_unsure, is_grey(image))
     if choice.degradation is None:
         return None, choice
     out = restore(model, image.to(device), prompt_of(choice.degradation), tile=tile,

@@ -64,7 +64,7 @@ class AutoChooser:
 
     def __call__(self, path: Path, prepared) -> torch.Tensor | None:
         choice = choose_degradation(self.classifier.predict(prepared.rgb, self.threshold),
-                                    self.mode)
+                                    self.mode, grey=prepared.grayscale)
         print(f"{path.name}: {choice.message}", flush=True)
         if choice.clean:
             self.clean.append(path)
