@@ -168,13 +168,18 @@ def place_key(path: Path) -> str:
     return os.path.realpath(path).lower()
 
 
-def _exists_any_case(path: Path) -> bool:
-    if path.exists() or path.is_symlink():
-        return True
+def _reserve_existing(folder: Path, taken: set[str]) -> None:
+    """Add every entry of ``folder`` to ``taken``, once per folder (one listing, not one per
+    name tried: restoring 10,000 photos into their own folder stays linear)."""
+    marker = "\0" + place_key(folder)
+    if marker in taken:
+        return
+    taken.add(marker)
     try:
-        return path.name.lower() in {n.lower() for n in os.listdir(path.parent or ".")}
-    except OSError:
-        return False
+        entries = os.listdir(folder)
+    except OSError:  # not there yet: nothing in it to keep
+        return
+    taken.update(place_key(folder / name) for name in entries)
 
 
 def unique_path(path: Path, taken: set[str], companions: Sequence[str] = (), *,
@@ -187,12 +192,10 @@ def unique_path(path: Path, taken: set[str], companions: Sequence[str] = (), *,
     def names(p: Path) -> list[Path]:
         return [p] + [p.with_name(f"{p.stem}{c}{p.suffix}") for c in companions]
 
-    def free(p: Path) -> bool:
-        return all(place_key(q) not in taken and not (keep_existing and _exists_any_case(q))
-                   for q in names(p))
-
+    if keep_existing:
+        _reserve_existing(path.parent, taken)
     candidate, n = path, 1
-    while not free(candidate):
+    while any(place_key(q) in taken for q in names(candidate)):
         n += 1
         candidate = path.with_name(f"{path.stem}_{n}{path.suffix}")
     taken.update(place_key(q) for q in names(candidate))
