@@ -41,6 +41,7 @@ __all__ = [
     "fit_baseline",
     "load_experiment",
     "load_model",
+    "say_notes",
     "select_model_config",
     "stored_model_config",
     "trained_tasks",
@@ -281,3 +282,13 @@ def load_experiment(checkpoint: str | os.PathLike | Mapping,
     loaded = load_model(ckpt, cfg.model, (), resolved, _path=path, _source=source)
     loaded.cfg = dataclasses.replace(cfg, model=loaded.config)
     return loaded
+
+
+def say_notes(notes: Sequence[str], log) -> None:
+    """Log a ``LoadedModel``'s notes: ``warning: ...`` ones (channel orders that no rounding
+    explains) as warnings, the others as ``note: ...``."""
+    for note in notes:
+        if note.startswith("warning: "):
+            log.warning("%s", note)
+        else:
+            log.info("note: %s", note)

@@ -31,6 +31,7 @@ __all__ = [
     "place_key",
     "reserve",
     "unique_path",
+    "with_companions",
     "writing_to",
 ]
 
@@ -182,6 +183,11 @@ def _reserve_existing(folder: Path, taken: set[str]) -> None:
     taken.update(place_key(folder / name) for name in entries)
 
 
+def with_companions(path: Path, companions: Sequence[str] = ()) -> list[Path]:
+    """``path`` and its ``<stem><companion><suffix>`` files (``x.png``, ``x_side_by_side.png``)."""
+    return [path] + [path.with_name(f"{path.stem}{c}{path.suffix}") for c in companions]
+
+
 def unique_path(path: Path, taken: set[str], companions: Sequence[str] = (), *,
                 keep_existing: bool = True) -> Path:
     """``path``, or ``<stem>_2<suffix>``, ``<stem>_3<suffix>``...: the first name that, with its
@@ -189,16 +195,13 @@ def unique_path(path: Path, taken: set[str], companions: Sequence[str] = (), *,
     an existing file (both compared case-insensitively, for case-folding file systems).
     Reserves the names in ``taken``: one rule for every writer of results, so no result lands
     on another or on a file that was there before."""
-    def names(p: Path) -> list[Path]:
-        return [p] + [p.with_name(f"{p.stem}{c}{p.suffix}") for c in companions]
-
     if keep_existing:
         _reserve_existing(path.parent, taken)
     candidate, n = path, 1
-    while any(place_key(q) in taken for q in names(candidate)):
+    while any(place_key(q) in taken for q in with_companions(candidate, companions)):
         n += 1
         candidate = path.with_name(f"{path.stem}_{n}{path.suffix}")
-    taken.update(place_key(q) for q in names(candidate))
+    taken.update(place_key(q) for q in with_companions(candidate, companions))
     return candidate
 
 

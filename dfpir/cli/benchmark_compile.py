@@ -9,9 +9,10 @@ from __future__ import annotations
 import argparse
 import json
 from collections.abc import Sequence
+from dataclasses import asdict
 
 from ..models.compiling import COMPILE_MODES
-from ..perf.compile_time import asdict, markdown, time_modes
+from ..perf.compile_time import markdown, time_modes
 from .common import int_in, run_cli
 
 __all__ = ["build_parser", "main", "run"]

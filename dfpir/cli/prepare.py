@@ -97,10 +97,10 @@ def run(args: argparse.Namespace) -> int:
     if args.data_root is not None:
         overrides.append(f"data.data_root={json.dumps(args.data_root)}")
     cfg = load_data_config(args.config, args.preset, overrides)
-    if args.flatten_gopro:
-        flatten(args)
     if args.cache:
         check_output_place(args.cache, "dir", "--cache")
+    if args.flatten_gopro:
+        flatten(args)
     if args.check:
         report = check_data(cfg, decode=args.decode)
         print(report.format())

@@ -15,8 +15,7 @@ from pathlib import Path
 from ..blind.cli import AUTO, add_restore_arguments, auto_prompt_chooser
 from ..config import ConfigError
 from ..data.tasks import TASKS
-from ..loading import load_experiment, untrained_task_warning
-from ..models.orders import say_notes
+from ..loading import load_experiment, say_notes, untrained_task_warning
 from ..outputs import check_output_place
 from ..prompts import PromptError, get_degradation
 from ..restore import (

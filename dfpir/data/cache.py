@@ -103,7 +103,7 @@ class ImageLoader:
             except CacheWriteError as err:
                 self.writing = False
                 if self._first_to_say():
-                        logger.warning("warning: %s; going on without adding to the cache (data."
+                    logger.warning("warning: %s; going on without adding to the cache (data."
                                    "cache_dir), which only costs decoding time", err)
         target = self.cache.path_for(path)
         return np.load(target, mmap_mode="r") if target.is_file() else read_image(path)

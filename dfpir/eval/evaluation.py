@@ -33,8 +33,14 @@ from ..config import ConfigError, ExperimentConfig
 from ..data import build_test_datasets
 from ..data.tasks import TASKS
 from ..device import resolve_device
-from ..loading import LoadedModel, load_model, select_model_config, stored_model_config
-from ..models.orders import check_prompt_record, say_notes
+from ..loading import (
+    LoadedModel,
+    load_model,
+    say_notes,
+    select_model_config,
+    stored_model_config,
+)
+from ..models.orders import check_prompt_record
 from ..models.precision import set_backend_precision
 from ..prompts import PromptBank, build_encoder
 from .blind import BlindReport, PromptMatrix, evaluate_blind, prompt_matrix

@@ -129,7 +129,7 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
                       f"of tensors and plain values ({detail}), and loading it would run code "
                       "stored in the file")
         else:
-            reason = f"cannot read checkpoint {path}: {detail or load_failure(err)}"
+            reason = f"cannot read checkpoint {path}: {load_failure(err)}"
         raise CheckpointError(
             f"{reason}. Expected a file written by torch.save "
             "(a DFPIR/Restormer release checkpoint or one of this package's)"

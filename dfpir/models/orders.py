@@ -15,8 +15,7 @@ import torch
 
 from .dfpir import DFPIR
 
-__all__ = ["channel_orders", "check_order_record", "check_prompt_record", "order_record",
-           "say_notes"]
+__all__ = ["channel_orders", "check_order_record", "check_prompt_record", "order_record"]
 
 
 @torch.no_grad()
@@ -90,15 +89,6 @@ def check_order_record(model: DFPIR, record: Mapping) -> list[str]:
                          "weights were edited, or come from two different runs. The model runs "
                          "with the orders its weights give")
     return notes
-
-
-def say_notes(notes: Sequence[str], log) -> None:
-    """Log loading notes: ``warning: ...`` ones as warnings, the others as ``note: ...``."""
-    for note in notes:
-        if note.startswith("warning: "):
-            log.warning("%s", note)
-        else:
-            log.info("note: %s", note)
 
 
 def check_prompt_record(model: DFPIR, record: Mapping,

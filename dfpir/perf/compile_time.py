@@ -12,11 +12,11 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 
-__all__ = ["CompileTiming", "asdict", "markdown", "time_mode", "time_modes"]
+__all__ = ["CompileTiming", "markdown", "time_mode", "time_modes"]
 
 
 @dataclass

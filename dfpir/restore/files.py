@@ -30,7 +30,14 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 from ..config import ExperimentConfig
 from ..data import DataError, read_image_raw, write_image
 from ..data.io import is_image_file
-from ..outputs import check_name_lengths, claim_file, place_key, reserve, unique_path
+from ..outputs import (
+    check_name_lengths,
+    claim_file,
+    place_key,
+    reserve,
+    unique_path,
+    with_companions,
+)
 from ..paths import not_a_file
 from ..prompts import PromptError, build_encoder, get_degradation, prompt_sentence
 from .inference import restore
@@ -205,7 +212,7 @@ def output_paths(inputs: Sequence[Path], out: Path, single_file: bool,
         if out.is_dir():
             raise DataError(f"--out {out} is a folder; name a .png file or a folder without "
                             "the .png ending")
-        for name in [out] + [out.with_name(f"{out.stem}{c}.png") for c in companions]:
+        for name in with_companions(out, companions):
             if place_key(name) in taken:
                 raise DataError(f"--out {name} is the input itself; choose another name")
             claim_file(name, "--out", overwrite)
@@ -222,7 +229,7 @@ def output_paths(inputs: Sequence[Path], out: Path, single_file: bool,
                                 if stems.count(p.stem) > 1 else f"{p.stem}.png"),
                          taken, companions, keep_existing=not overwrite) for p in inputs]
     for path in paths:
-        for name in [path] + [path.with_name(f"{path.stem}{c}.png") for c in companions]:
+        for name in with_companions(path, companions):
             check_name_lengths(name, "--out")
     return paths
 

@@ -82,7 +82,6 @@ class Trainer:
             raise ConfigError("a new run needs a config (--config)")
         self.ctx = ctx or setup_for(cfg or stored_config(self.run_dir))
         self.stops = StopRequests(self.ctx.distributed)
-        self.window = LossWindow()
         self.progress = Progress()
         self.schedule: StageSchedule | None = None
         self._bar: StageProgress | None = None
