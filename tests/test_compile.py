@@ -160,3 +160,19 @@ def test_fused_adam_equals_the_default_within_fp32_rounding():
     default_error = (run(torch.float32, None) - exact).abs().max().item()
     fused_error = (run(torch.float32, True) - exact).abs().max().item()
     assert fused_error <= 10 * default_error + 1e-7, (fused_error, default_error)
+
+
+def test_kernel_count_sees_the_computing_operators_and_inductor_kernels(monkeypatch):
+    # the CPU proxy of a GPU's launches: views and allocations are no kernels; an inductor
+    # kernel is one (visible once compiled with the kernel profile on)
+    from dfpir.perf.kernel_count import count_kernels, profile_inductor_kernels
+
+    cpu = torch.device("cpu")
+    a, b = torch.randn(64), torch.randn(64)
+    assert count_kernels(lambda: (a + b).view(8, 8).t().relu(), cpu) == 2  # add, relu
+    assert count_kernels(lambda: torch.empty(3).view(3, 1).expand(3, 4), cpu) == 0
+    monkeypatch.setattr(torch._inductor.config.cpp, "enable_kernel_profile", False)
+    profile_inductor_kernels()  # undone by monkeypatch
+    fused = torch.compile(lambda x, y: ((x + y).relu() * 2).sum(), dynamic=False)
+    fused(a, b)
+    assert count_kernels(lambda: fused(a, b), cpu) == 1  # add, relu, mul and sum: one loop

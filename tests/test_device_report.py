@@ -41,6 +41,7 @@ def test_quick_report_end_to_end(tmp_path, capsys):
     runs = [r for r in runs if r["compile"] == "none"]
     for r in runs:
         assert r["iterations"] >= 1 and 0.0 <= r["data_wait_fraction"] < 1.0 and r["it_s"] > 0
+        assert r["kernels_per_step"] > 100  # one profiled step after the warm-up (CPU proxy)
     recipes = [p["recipe"] for p in report["training"]["projections"]["fp32"]]
     assert recipes == ["three_task", "five_task"]
     assert "| fp32 | three_task |" in md and "waiting for data" in md

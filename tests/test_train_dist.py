@@ -5,6 +5,7 @@ tests/torchrun_entry.py)."""
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -33,13 +34,16 @@ def write_cfg(tmp_path: Path, *extra: str) -> Path:
 
 
 def launch(args: list[str], nproc: int = 2, env: dict | None = None, port: int | None = None,
-           nodes: tuple[int, int] | None = None) -> subprocess.Popen:
-    """``torchrun`` (or plain python when ``nproc`` is 0) of the fault-injecting entry."""
+           nodes: tuple[int, int] | None = None, runner: str = "torchrun") -> subprocess.Popen:
+    """``torchrun`` (``runner="dfpir"``: ``dfpir torchrun``; plain python when ``nproc`` is
+    0) of the fault-injecting entry."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
+    launcher = (["-m", "dfpir", "torchrun"] if runner == "dfpir"
+                else ["-m", "torch.distributed.run"])
     if nproc == 0:
         cmd = [sys.executable, ENTRY]
     else:
-        cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc),
+        cmd = [sys.executable, *launcher, "--nproc_per_node", str(nproc),
                "--master_addr", "127.0.0.1", "--master_port", str(port or free_port())]
         if nodes:
             cmd += ["--nnodes", str(nodes[1]), "--node_rank", str(nodes[0])]
@@ -100,6 +104,85 @@ def test_a_sigterm_to_one_rank_is_named_by_the_others(tmp_path):
                                    "DFPIR_TEST_STOP_SIGNAL": "1"}))
     assert code != 0 and "stopped by SIGTERM (on another rank)" in err, err[-3000:]
     assert latest(tmp_path / "run")["progress"]["global_step"] == 2
+
+
+def test_dfpir_torchrun_exits_143_when_a_worker_stopped_on_sigterm(tmp_path):
+    # the same stop as above under dfpir torchrun: torchrun's "failure" report and its exit 1
+    # become one line and the exit status of the stop
+    cfg = write_cfg(tmp_path, "train.log_every=3")
+    code, err = finish(launch(["--config", str(cfg), "--run-dir", str(tmp_path / "run")],
+                              env={"DFPIR_TEST_STOP_AT": "1", "DFPIR_TEST_STOP_RANK": "1",
+                                   "DFPIR_TEST_STOP_SIGNAL": "1"}, runner="dfpir"))
+    assert code == 143, err[-3000:]
+    assert "torchrun: the workers stopped on SIGTERM (exit status 143)" in err, err[-3000:]
+    assert "Traceback" not in err and "ChildFailedError" not in err, err[-3000:]
+    assert latest(tmp_path / "run")["progress"]["global_step"] == 2
+
+
+def test_dfpir_torchrun_signalled_itself_exits_143_after_its_workers_saved(tmp_path):
+    # scancel's path: SIGTERM to the launcher, which passes it on; every rank saves the same
+    # step, and the launcher exits 143 with one line instead of a SignalException traceback
+    stage = "train.stages=[{name: a, epochs: 400, lr: 0.001, patch_size: 16, batch_size: 2}]"
+    path = tmp_path / "cfg.yaml"
+    save_config(tiny_cfg(stage, "train.log_every=2", "train.save_every_iters=0"), path)
+    run_dir = tmp_path / "run"
+    proc = launch(["--config", str(path), "--run-dir", str(run_dir)], runner="dfpir")
+    deadline = time.monotonic() + 120
+    log = run_dir / "train.log"
+    while time.monotonic() < deadline and proc.poll() is None:
+        if log.is_file() and "stage 'a':" in log.read_text():
+            time.sleep(3)  # a few steps into the stage (400 epochs: far from its end)
+            break
+        time.sleep(0.5)
+    assert proc.poll() is None, finish(proc)[1][-3000:]
+    proc.send_signal(signal.SIGTERM)
+    code, err = finish(proc)
+    assert code == 143, err[-3000:]
+    assert "torchrun: stopped by SIGTERM, which it passed on to its workers" in err
+    assert "Traceback" not in err and "SignalException" not in err, err[-3000:]
+    assert "stopped by SIGTERM" in err.replace("torchrun: stopped by SIGTERM", ""), err[-3000:]
+    assert latest(run_dir)["progress"]["global_step"] > 0
+
+
+def test_a_rank_killed_outright_ends_the_others_at_once_with_one_error(tmp_path):
+    # kill -9 of rank 1 (torchrun then signals rank 0): rank 0's next collective fails, and
+    # it stops with one line (not after torchrun's 30 s, not by looping on failed steps), its
+    # run directory unlocked
+    cfg = write_cfg(tmp_path, "train.log_every=2")
+    start = time.monotonic()
+    code, err = finish(launch(["--config", str(cfg), "--run-dir", str(tmp_path / "run")],
+                              env={"DFPIR_TEST_KILL_AT": "3"}))
+    assert time.monotonic() - start < 25, err[-3000:]
+    assert code != 0
+    assert "error: rank 0 stops: another process of the torchrun group failed" in err, err[-3000:]
+    assert "Unable to shutdown process" not in err  # torchrun did not have to kill rank 0
+    assert "[rank0]: Traceback" not in err
+    assert not (tmp_path / "run" / "run.lock").exists()
+
+
+def test_after_a_stop_signal_a_rank_waiting_for_a_hung_one_gives_up(tmp_path):
+    # rank 1 hangs (SIGSTOP: its connections stay open, so the collective never fails, as
+    # NCCL's would not), rank 0 gets SIGTERM: dist_stop_wait_s later it says why it cannot
+    # save, frees the run directory and exits 143
+    cfg = write_cfg(tmp_path, "train.log_every=2", "train.dist_stop_wait_s=2")
+    pid_file = tmp_path / "rank1.pid"
+    proc = launch(["--config", str(cfg), "--run-dir", str(tmp_path / "run")],
+                  env={"DFPIR_TEST_FREEZE_AT": "1", "DFPIR_TEST_PID_FILE": str(pid_file),
+                       "DFPIR_TEST_STOP_AT": "1", "DFPIR_TEST_STOP_RANK": "0",
+                       "DFPIR_TEST_STOP_SIGNAL": "1"}, runner="dfpir")
+    try:
+        deadline = time.monotonic() + 60
+        lock = tmp_path / "run" / "run.lock"
+        while time.monotonic() < deadline and (not pid_file.is_file() or lock.exists()):
+            time.sleep(0.2)
+        assert pid_file.is_file() and not lock.exists()
+    finally:
+        if pid_file.is_file():  # the hung rank, which torchrun could only end in 30 s
+            os.kill(int(pid_file.read_text()), signal.SIGKILL)
+    code, err = finish(proc)
+    assert ("error: rank 0: SIGTERM came 2 s ago and this rank's training step has not "
+            "ended: it waits in a collective for a rank that is gone") in err, err[-3000:]
+    assert "Stopping without saving" in err and "continue with --resume" in err
 
 
 def test_resume_from_two_processes_on_one_then_on_two(tmp_path):

@@ -137,7 +137,7 @@ def test_a_single_process_context_needs_no_group():
 
 
 def test_the_commands_of_the_gpu_guide_parse():
-    """Every ``dfpir train`` / ``torchrun ... scripts/train.py`` command of
+    """Every ``dfpir train`` / ``[dfpir] torchrun ... scripts/train.py`` command of
     docs/training_gpu.md uses options that exist (torchrun's and the trainer's parsers)."""
     import re
     import shlex
@@ -158,6 +158,8 @@ def test_the_commands_of_the_gpu_guide_parse():
                          command)
         words = shlex.split(command)
         words = words[words.index("srun") + 1:] if "srun" in words else words
+        if words[:2] == ["dfpir", "torchrun"]:  # the same arguments as torchrun
+            words = words[1:]
         if words[0] == "torchrun":
             launch = get_args_parser().parse_args(words[1:])
             assert launch.training_script == "scripts/train.py"
@@ -199,3 +201,46 @@ def test_a_signal_on_one_rank_is_every_ranks_exit_status(tmp_path):
     other.agree(result.stop, result.stop_signal)
     stopped = other.interrupted(tmp_path / "latest.pt", 7, tmp_path)
     assert stopped.exit_code == 143 and "stopped by SIGTERM (on another rank)" in str(stopped)
+
+
+def test_after_a_stop_signal_a_step_that_does_not_end_is_given_up():
+    # under torchrun: the watching thread calls on_stall once a step has run stall_s past the
+    # signal; short steps (the run going on to its agreed stop) and single processes never
+    import signal
+    import time
+
+    from dfpir.train.stop_requests import StopRequests
+
+    calls: list[tuple[int, float]] = []
+    stops = StopRequests(distributed=True, stall_s=0.3,
+                         on_stall=lambda signum, waited: calls.append((signum, waited)))
+    stops.on_signal(signal.SIGTERM, None)
+    for _ in range(8):  # 0.8 s of steps of 0.1 s each: alive
+        with stops.step():
+            time.sleep(0.1)
+    time.sleep(0.3)  # between steps (a save, a loader): not a collective
+    assert calls == []
+    with stops.step():  # a step held up by a rank that is gone
+        time.sleep(1.0)
+    assert len(calls) == 1 and calls[0][0] == signal.SIGTERM and calls[0][1] >= 0.3
+
+    alone = StopRequests(distributed=False, stall_s=0.3, on_stall=lambda *a: calls.append(a))
+    alone.on_signal(signal.SIGTERM, None)
+    with alone.step():
+        time.sleep(0.6)
+    assert len(calls) == 1
+
+
+def test_dfpir_torchrun_reads_a_stop_from_the_workers_exit_statuses():
+    import signal
+
+    from dfpir.train.torchrun import stopped_by
+
+    assert stopped_by([143]) == signal.SIGTERM and stopped_by([130, 130]) == signal.SIGINT
+    assert stopped_by([143, 1]) is None  # one of them failed
+    assert stopped_by([143, 130]) is None  # not one stop
+    assert stopped_by([-9]) is None and stopped_by([137]) is None  # killed, not stopped
+    assert stopped_by([143, -signal.SIGTERM]) == signal.SIGTERM  # torchrun ended the other
+    assert stopped_by([-signal.SIGTERM]) is None  # ended before any stop
+    assert stopped_by([143, -signal.SIGKILL]) is None
+    assert stopped_by([]) is None

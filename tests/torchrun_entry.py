@@ -4,7 +4,10 @@ tests/test_train_dist.py (not a test module itself):
 - DFPIR_TEST_SLOW_VALIDATION=S: rank 0 sleeps S seconds in every validation;
 - DFPIR_TEST_FAIL_AT=N: rank DFPIR_TEST_FAIL_RANK (default 1) fails in global step N;
 - DFPIR_TEST_STOP_AT=N: every rank (or only rank DFPIR_TEST_STOP_RANK) asks to stop after
-  global step N, as a signal would (a real SIGTERM with DFPIR_TEST_STOP_SIGNAL=1).
+  global step N, as a signal would (a real SIGTERM with DFPIR_TEST_STOP_SIGNAL=1);
+- DFPIR_TEST_KILL_AT=N: rank DFPIR_TEST_KILL_RANK (default 1) is killed (SIGKILL) after N;
+- DFPIR_TEST_FREEZE_AT=N: rank 1 writes its pid to DFPIR_TEST_PID_FILE and stops itself
+  (SIGSTOP) after global step N: a rank that hangs, holding its connections open.
 """
 
 import os
@@ -28,8 +31,18 @@ def _slow(validate, seconds):
 
 
 def _faulty(step, fail_at, stop_at, fail_rank, stop_rank):
+    kill_at = int(os.environ.get("DFPIR_TEST_KILL_AT", "0"))
+    kill_rank = int(os.environ.get("DFPIR_TEST_KILL_RANK", "1"))
+    freeze_at = int(os.environ.get("DFPIR_TEST_FREEZE_AT", "0"))
+
     def faulty(self, *args):
         number = self.progress.global_step + 1
+        if kill_at and number == kill_at + 1 and RANK == kill_rank:
+            os.kill(os.getpid(), signal.SIGKILL)
+        if freeze_at and number == freeze_at + 1 and RANK == 1:
+            with open(os.environ["DFPIR_TEST_PID_FILE"], "w") as pid_file:
+                pid_file.write(str(os.getpid()))
+            os.kill(os.getpid(), signal.SIGSTOP)
         if number == fail_at and RANK == fail_rank:
             raise NonFiniteLossError(f"injected failure on rank {RANK} in step {number}")
         loss = step(self, *args)

@@ -45,6 +45,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
                           "mode"),
     "device_report": ("device_report", "throughput, end-to-end training and inference on one "
                       "device (GPU), as a report"),
+    "torchrun": ("torchrun", "torchrun whose stop (scancel, a signalled worker) exits 128 + "
+                 "the signal, not 1"),
     "compare_release": ("compare_release", "output difference and CPU speed against the "
                         "authors' release model (needs its clone)"),
 }

@@ -8,19 +8,11 @@ evaluation and classifier sections.
 
 from .classifier import CLEAN, IF_UNSURE, ClassifierConfig
 from .experiment import (
-    Amp,
     ConfigError,
     EvalConfig,
     ExperimentConfig,
-    Loss,
-    LossWeighting,
-    Scheduler,
-    SchedulerStep,
-    StageConfig,
-    TrainConfig,
     apply_override,
     build_dataclass,
-    check_device_name,
     config_to_dict,
     convert,
     data_config_from_yaml,
@@ -28,6 +20,16 @@ from .experiment import (
     load_raw,
     parse_yaml,
     save_config,
+)
+from .train import (
+    Amp,
+    Loss,
+    LossWeighting,
+    Scheduler,
+    SchedulerStep,
+    StageConfig,
+    TrainConfig,
+    check_device_name,
 )
 
 __all__ = [

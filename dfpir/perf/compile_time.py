@@ -21,12 +21,14 @@ __all__ = ["CompileTiming", "markdown", "time_mode", "time_modes"]
 
 @dataclass
 class CompileTiming:
-    """One mode's first step (seconds, compilation included), warm median and graphs."""
+    """One mode's first step (seconds, compilation included), warm median, graphs and
+    kernels per step (``kernel_count``'s CPU proxy of the GPU's launches)."""
 
     mode: str
     first_step_s: float
     warm_step_s: float
     graphs: int
+    kernels: int
     dim: int
     batch: int
     patch: int
@@ -42,14 +44,17 @@ def time_mode(mode: str, dim: int, batch: int, patch: int, steps: int,
     from ..models import DFPIR, DFPIRConfig
     from ..models.compiling import compile_network
     from ..train.train_step import TrainStep
+    from .kernel_count import count_kernels, profile_inductor_kernels
 
+    profile_inductor_kernels()
     torch.manual_seed(0)
     torch.set_num_threads(threads)
     device = torch.device("cpu")
     model = DFPIR(DFPIRConfig(dim=dim))
     net = compile_network(model, model, mode, device)
     step = TrainStep(model, net, TrainConfig(), {"derain": torch.randn(512)}, device)
-    step.use(torch.optim.Adam(model.parameters(), lr=1e-4))
+    step.use(torch.optim.Adam(model.parameters(), lr=1e-4,
+                                     fused=True if mode != "none" else None))
     clean = torch.rand(batch, 3, patch, patch)
     degraded = (clean + 0.1 * torch.randn_like(clean)).clamp(0, 1)
     times = []
@@ -57,8 +62,10 @@ def time_mode(mode: str, dim: int, batch: int, patch: int, steps: int,
         start = time.perf_counter()
         step(degraded, clean, ["derain"] * batch)
         times.append(time.perf_counter() - start)
+    kernels = count_kernels(lambda: step(degraded, clean, ["derain"] * batch), device)
     return CompileTiming(mode, times[0], statistics.median(times[1:]),
-                         int(counters["stats"]["unique_graphs"]), dim, batch, patch, threads)
+                         int(counters["stats"]["unique_graphs"]), kernels, dim, batch, patch,
+                         threads)
 
 
 def time_modes(modes: list[str], dim: int = 16, batch: int = 8, patch: int = 32,
@@ -83,12 +90,12 @@ def time_modes(modes: list[str], dim: int = 16, batch: int = 8, patch: int = 32,
 def markdown(results: list[CompileTiming]) -> str:
     """The results as a table, with each mode's first step and warm step against eager's."""
     first = next((r for r in results if r.mode == "none"), None)
-    lines = ["| mode | first step (s) | warm step (s) | graphs | warm vs eager |",
-             "|---|---:|---:|---:|---:|"]
+    lines = ["| mode | first step (s) | warm step (s) | graphs | kernels per step | "
+             "warm vs eager |", "|---|---:|---:|---:|---:|---:|"]
     for r in results:
         ratio = f"x{first.warm_step_s / r.warm_step_s:.2f}" if first else "-"
         lines.append(f"| {r.mode} | {r.first_step_s:.1f} | {r.warm_step_s:.3f} | {r.graphs} | "
-                     f"{ratio} |")
+                     f"{r.kernels} | {ratio} |")
     return "\n".join(lines) + "\n"
 
 

@@ -74,21 +74,21 @@ def markdown(report: dict) -> str:
                   + f". Largest batch that fits (bf16 + channels_last, as the run that uses "
                     f"it): {t.get('largest_batch', '-')}.", "",
                   "| batch | decode cache | bf16 | channels_last | compile | it/s | samples/s | "
-                  "waiting for data | peak MiB | iterations | first step s |",
-                  "|---|---|---|---|---|---|---|---|---|---|---|"]
+                  "waiting for data | peak MiB | iterations | first step s | kernels per step |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|---|"]
         for r in t.get("runs", []):
             default = " (recipe default)" if r.get("recipe_default") else ""
             head = (f"| {r['batch']}{default} | {r['cache']} | {r['bf16']} | "
                     f"{r['channels_last']} | {r.get('compile', 'none')} |")
             status = _status(r)
             if status:
-                lines.append(f"{head} {status} | | | | | |")
+                lines.append(f"{head} {status} | | | | | | |")
                 continue
             wait = r.get("data_wait_fraction")
             lines.append(f"{head} {_f(r['it_s'])} | {_f(r['samples_s'], 1)} | "
                          f"{'-' if wait is None else f'{100 * wait:.1f}%'} | "
                          f"{_f(r['peak_mib'], 0)} | {r['iterations']} | "
-                         f"{_f(r.get('first_step_s'), 1)} |")
+                         f"{_f(r.get('first_step_s'), 1)} | {r.get('kernels_per_step') or '-'} |")
         if t.get("stage_memory"):
             lines += ["", "Peak memory of one training step per stage (its crop and batch):", "",
                       "| stage | crop | batch | precision | peak MiB |", "|---|---|---|---|---|"]

@@ -15,6 +15,7 @@ import torch
 
 from ..config import ExperimentConfig, load_config
 from ..data import fill_cache, training_image_paths
+from .kernel_count import count_kernels
 from .measure import (
     Budget,
     OutOfMemory,
@@ -65,6 +66,13 @@ def _timed_trainer_class():
             return super()._run_epoch(*args, **kwargs)
 
         def _train_batch(self, *args, **kwargs):
+            if len(self.marks) == max(1, self.warmup) and not hasattr(self, "kernels"):
+                # one step after the warm-up, profiled (not timed): its kernel launches
+                result: list[int] = []
+                self.kernels = count_kernels(lambda: result.append(super(
+                    TimedTrainer, self)._train_batch(*args, **kwargs)), self.ctx.device)
+                self._last_end = time.perf_counter()
+                return result[0]
             arrived = time.perf_counter()
             done = super()._train_batch(*args, **kwargs)
             _sync(self.ctx.device)
@@ -195,5 +203,6 @@ def _timed_run(cfg: ExperimentConfig, run_dir: Path, settings: ReportSettings, b
             "it_s": len(steady) / total if total else None,
             "samples_s": len(steady) * cfg.train.stages[0].batch_size / total if total else None,
             "data_wait_fraction": wait / total if total else None,
+            "kernels_per_step": getattr(trainer, "kernels", None),
             "peak_mib": _peak_mib(device)}
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from ..config import ConfigError, ExperimentConfig
 from .distributed import peer_failure, teardown
-from .errors import PeerFailedError
+from .errors import PeerFailedError, TrainingInterrupted
 from .run_setup import setup_for, stored_config
 from .trainer import Trainer
 
@@ -26,6 +26,11 @@ def train(cfg: ExperimentConfig | None, run_dir: str | Path, resume: bool = Fals
     ctx = setup_for(cfg)
     try:
         results = Trainer(cfg, run_dir, resume, overwrite, ctx, resume_with_changes).run()
+    except TrainingInterrupted:
+        # a stop the ranks agreed on leaves no collective pending: close the group now, as a
+        # finished run does (a group left to the interpreter's exit can abort it: SIGABRT)
+        teardown(ctx)
+        raise
     except RuntimeError as err:
         # no teardown after a failure: destroying a broken group can block; exiting closes it
         if peer_failure(err, ctx):

@@ -1,14 +1,19 @@
 """Stop requests: a first SIGINT/SIGTERM stops the run at the next step boundary after saving
 ``latest.pt`` (a single-process validation under way is skipped); a second stops at once.
 Under torchrun every rank acts on the request all ranks agreed on at the last check, since a
-signal may reach the ranks at different steps."""
+signal may reach the ranks at different steps. A rank killed outright (kill -9, out of memory)
+cannot take part: the others wait for it inside a training step's collective, so under
+torchrun a rank whose step has not ended ``stall_s`` seconds after a stop signal gives up
+(``on_stall``) instead of waiting until torchrun kills it."""
 
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -35,13 +40,18 @@ class StopRequests:
     """This process's stop request (``requested``, set by a signal or by code), the signal that
     made it, and under torchrun the request the ranks agreed on (``agree``)."""
 
-    def __init__(self, distributed: bool) -> None:
+    def __init__(self, distributed: bool, stall_s: float = 0.0,
+                 on_stall: Callable[[int, float], None] | None = None) -> None:
         self.distributed = distributed
         self.requested = False
         self.signal: int | None = None
         self.agreed = False
         self.agreed_signal: int | None = None  # the signal another rank got, under torchrun
         self.abortable = False  # a first signal now raises AbortValidation
+        self.stall_s = stall_s  # under torchrun: how long a step may last after a signal
+        self.on_stall = on_stall  # called (signal, seconds waited) from the watching thread
+        self._step_start: float | None = None  # when the step under way started
+        self._watch: threading.Thread | None = None
 
     @property
     def stopping(self) -> bool:
@@ -60,8 +70,36 @@ class StopRequests:
         self.requested, self.signal = True, signum
         logger.warning("%s: saving latest.pt at the next step boundary, then stopping (send "
                        "it again to stop at once)", signal.Signals(signum).name)
+        if self.distributed and self.stall_s > 0 and self.on_stall is not None:
+            self._watch = threading.Thread(target=self._watch_steps, args=(signum,),
+                                           name="dfpir-stop-watch", daemon=True)
+            self._watch.start()
         if self.abortable:
             raise AbortValidation()
+
+    @contextmanager
+    def step(self) -> Iterator[None]:
+        """A training step (or a check of the steps): the work that a rank that is gone holds
+        up in a collective, which the watching thread times after a stop signal."""
+        self._step_start = time.monotonic()
+        try:
+            yield
+        finally:
+            self._step_start = None
+
+    def _watch_steps(self, signum: int) -> None:
+        """After a signal under torchrun: ``on_stall`` once a step has lasted ``stall_s``
+        since the signal came (a step that began earlier counts from the signal)."""
+        signalled = time.monotonic()
+        while True:
+            time.sleep(min(0.2, self.stall_s / 4))
+            start = self._step_start
+            if start is None:
+                continue
+            waited = time.monotonic() - max(start, signalled)
+            if waited >= self.stall_s:
+                self.on_stall(signum, waited)
+                return
 
     @contextmanager
     def handling_signals(self) -> Iterator[None]:
@@ -75,6 +113,10 @@ class StopRequests:
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
+            if self.distributed and self.stopping:
+                # saved and on its way out: torchrun's SIGTERM to the workers that remain
+                # (sent once one has exited) must not end this one by the signal instead
+                signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
     @contextmanager
     def abortable_work(self, shared: bool = True) -> Iterator[None]:
@@ -94,3 +136,20 @@ class StopRequests:
         return TrainingInterrupted(
             f"stopped by {by}{where}: {latest} holds global step {global_step}; continue with "
             f"--resume --run-dir {run_dir}", number)
+
+
+def give_up_waiting(signum: int, waited: float, rank: int, latest: Path,
+                    latest_step: int | None, run_dir: Path, close: Callable[[], None]) -> None:
+    """``StopRequests.on_stall`` of a trainer: say that a rank is gone and what the run keeps,
+    free the run directory (``close``) and exit with the signal's status, without saving (the
+    step under way cannot end)."""
+    held = f"global step {latest_step}" if latest_step is not None else "the last step saved"
+    logger.error("error: rank %d: %s came %.0f s ago and this rank's training step has not "
+                 "ended: it waits in a collective for a rank that is gone (killed, or out of "
+                 "memory). Stopping without saving: %s holds %s; continue with --resume "
+                 "--run-dir %s", rank, signal.Signals(signum).name, waited, latest, held,
+                 run_dir)
+    try:
+        close()
+    finally:
+        os._exit(128 + signum)

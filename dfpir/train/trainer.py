@@ -26,7 +26,7 @@ from .checkpoint_io import (
     set_rng_state,
 )
 from .checkpointer import Checkpointer, training_state
-from .distributed import DistContext
+from .distributed import DistContext, peer_failure
 from .errors import NonFiniteLossError, RunDirError
 from .loss_window import LossWindow, StepInfo, WindowResult
 from .metrics_log import MetricsLog
@@ -45,7 +45,7 @@ from .rundir import RunLock
 from .sampler import EpochSampler
 from .schedule import StageSchedule
 from .stages import Progress, StageSizes
-from .stop_requests import StopNow, StopRequests
+from .stop_requests import StopNow, StopRequests, give_up_waiting
 from .text_log import TextLog
 from .train_step import TrainStep
 from .validator import Validator
@@ -100,6 +100,10 @@ class Trainer:
         cfg, state, changes = resolve_config(cfg, self.run_dir, ctx.is_main, resume, overwrite,
                                              resume_with_changes)
         self.cfg = cfg
+        self.stops.stall_s = cfg.train.dist_stop_wait_s
+        self.stops.on_stall = lambda signum, waited: give_up_waiting(
+            signum, waited, ctx.rank, self.checkpoints.latest, self.checkpoints.latest_step,
+            self.run_dir, self.close)
         set_backend_precision(cfg.train.tf32, cfg.train.cudnn_benchmark)
         if ctx.device.type == "cpu" and cfg.train.keep_freed_memory:
             keep_freed_memory()  # ~25% faster CPU steps: no page faults on every activation
@@ -242,8 +246,9 @@ class Trainer:
                 done = self._train_batch(batch, stage, iters_per_epoch, stage_iters, start)
                 if self.stops.stopping or done >= stage_iters or p.iteration >= iters_per_epoch:
                     break
-        except RuntimeError:
-            if not self.stops.requested:  # Ctrl-C also stops the loader's workers
+        except RuntimeError as err:
+            # Ctrl-C also stops the loader's workers; a rank that is gone is no such stop
+            if not self.stops.requested or peer_failure(err, ctx):
                 raise
         if self.stops.stopping or p.iteration < iters_per_epoch:
             return p.epoch * iters_per_epoch + p.iteration
@@ -256,7 +261,8 @@ class Trainer:
         t, p = self.cfg.train, self.progress
         degraded, clean, tasks = batch
         try:
-            self._step(degraded, clean, list(tasks))
+            with self.stops.step():
+                self._step(degraded, clean, list(tasks))
         except RuntimeError as err:
             if not is_out_of_memory(err):
                 raise
@@ -310,7 +316,8 @@ class Trainer:
         """Read the steps since the last check (one sync, one all-reduce under torchrun):
         non-finite losses or gradients stop the run before any checkpoint holds their weights;
         a stop request of any rank becomes every rank's."""
-        result = self.window.check(self.ctx, self.stops.requested, self.stops.signal)
+        with self.stops.step():
+            result = self.window.check(self.ctx, self.stops.requested, self.stops.signal)
         if self.ctx.distributed:
             self.stops.agree(result.stop, result.stop_signal)
         if result.bad is not None:

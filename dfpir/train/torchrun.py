@@ -1,0 +1,58 @@
+"""``torchrun`` with exit statuses a cluster can read (``dfpir torchrun``).
+
+torchrun (``torch.distributed.run``) reports a stop as a failure: signalled itself (SLURM's
+``scancel`` of the job step) it forwards the signal to its workers, then exits 1 with a
+``SignalException`` traceback; when its workers stop on a signal (each saved ``latest.pt`` and
+exited 128 + the signal) it prints a ``ChildFailedError`` report and exits 1. ``launch`` runs
+the same launcher with the same arguments and, in those two cases, prints one line and exits
+128 + the signal (143 for SIGTERM, 130 for SIGINT), as a single-process run does. A real
+failure keeps torchrun's report of which rank failed how, without the Python traceback.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+from collections.abc import Sequence
+
+__all__ = ["STOP_SIGNALS", "launch", "stopped_by"]
+
+#: The signals the trainer treats as a stop request (save ``latest.pt``, exit 128 + signal).
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+def stopped_by(exit_codes: Sequence[int]) -> signal.Signals | None:
+    """The stop signal the failed workers exited for (exit status 128 + the signal), or
+    ``None`` when any of them failed otherwise. A worker ended by SIGTERM (a negative status)
+    is torchrun ending the group once the first one exited: part of the same stop."""
+    exits = {code for code in exit_codes if code >= 0}
+    if len(exits) != 1 or any(code < 0 and code != -signal.SIGTERM for code in exit_codes):
+        return None
+    number = exits.pop() - 128
+    return signal.Signals(number) if number in STOP_SIGNALS else None
+
+
+def launch(argv: Sequence[str]) -> int:
+    """Run ``torchrun`` with ``argv`` (its own options, then the script and its arguments)."""
+    from torch.distributed.elastic.multiprocessing.api import SignalException
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.run import main as torchrun_main
+
+    try:
+        torchrun_main(list(argv))
+    except SignalException as err:
+        name = signal.Signals(err.sigval).name
+        print(f"torchrun: stopped by {name}, which it passed on to its workers (each saves "
+              f"latest.pt at its step boundary and stops; see their lines above)",
+              file=sys.stderr)
+        return 128 + int(err.sigval)
+    except ChildFailedError as err:
+        codes = [failure.exitcode for failure in err.failures.values()]
+        stop = stopped_by(codes)
+        if stop is None:
+            print(err.format_msg(), file=sys.stderr)
+            return 1
+        print(f"torchrun: the workers stopped on {stop.name} (exit status {128 + stop}); "
+              f"see their lines above", file=sys.stderr)
+        return 128 + int(stop)
+    return 0
