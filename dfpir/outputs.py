@@ -29,6 +29,7 @@ __all__ = [
     "claim_names",
     "free_folder",
     "place_key",
+    "place_keys",
     "reserve",
     "unique_path",
     "with_companions",
@@ -81,6 +82,9 @@ def check_output_place(path: str | os.PathLike, kind: Literal["dir", "file"], fl
     """Raise ``OutputPlaceError`` naming ``flag`` and ``path`` unless results can be written
     there: ``kind`` ``"dir"`` (a folder, made later if missing) or ``"file"`` (a file, maybe
     replaced). Returns the path."""
+    if isinstance(path, str) and not path.strip():  # Path("") is "." : say so instead
+        raise OutputPlaceError(f"{flag} is empty; name a {'folder' if kind == 'dir' else 'file'}"
+                               + (" (. for the current folder)" if kind == "dir" else ""))
     path = check_name_lengths(path, flag)
     if kind == "dir" and path.exists() and not path.is_dir():
         raise OutputPlaceError(f"{flag} {path} is an existing file (or FIFO/device); expected "
@@ -90,6 +94,9 @@ def check_output_place(path: str | os.PathLike, kind: Literal["dir", "file"], fl
     if kind == "file" and path.exists() and not path.is_file():
         raise OutputPlaceError(f"{flag} {path} is not a regular file; expected a file name")
     base = _nearest_existing(path if kind == "dir" else path.parent)
+    if base.is_symlink() and not base.exists():
+        raise OutputPlaceError(f"{flag} {path}: {base} is a symbolic link to nothing; remove "
+                               "it or choose another place")
     if not base.is_dir():
         raise OutputPlaceError(f"{flag} {path}: {base} is a file, so nothing can be made under "
                                "it; choose another place")
@@ -143,9 +150,15 @@ def claim_file(path: str | os.PathLike, flag: str, overwrite: bool = False,
 def claim_names(folder: str | os.PathLike, names: Iterable[str], flag: str,
                 overwrite: bool = False) -> Path:
     """A results folder with fixed file names: checked as ``check_output_place`` does, and
-    refused when it already holds one of ``names`` unless ``overwrite``."""
+    refused when it already holds one of ``names`` unless ``overwrite``, and when one of them
+    is there but not a file (which ``overwrite`` cannot replace)."""
     folder = check_output_place(folder, "dir", flag)
     held = sorted(n for n in names if (folder / n).exists() or (folder / n).is_symlink())
+    for name in held:  # not even --overwrite replaces a folder (or a FIFO...) by a file
+        if not (folder / name).is_file():
+            raise OutputPlaceError(f"{flag} {folder}: {name} there is not a file (a folder or "
+                                   "a link to nothing), so the result of that name cannot be "
+                                   "written; move it away or choose another folder")
     if held and not overwrite:
         raise OutputPlaceError(f"{flag} {folder} already holds {', '.join(held[:4])}"
                                + (" ..." if len(held) > 4 else "")
@@ -167,6 +180,17 @@ def free_folder(path: str | os.PathLike) -> Path:
 def place_key(path: Path) -> str:
     """One key per place on disk: links resolved, case folded (for case-folding file systems)."""
     return os.path.realpath(path).lower()
+
+
+def place_keys(path: Path) -> list[str]:
+    """``place_key`` and, for an existing file, its device and inode: a hard link to a file
+    is another name of the same file, which a name alone does not tell."""
+    keys = [place_key(path)]
+    try:
+        st = os.stat(path)
+    except OSError:
+        return keys
+    return [*keys, f"\1{st.st_dev}:{st.st_ino}"]
 
 
 def _reserve_existing(folder: Path, taken: set[str]) -> None:
@@ -198,7 +222,7 @@ def unique_path(path: Path, taken: set[str], companions: Sequence[str] = (), *,
     if keep_existing:
         _reserve_existing(path.parent, taken)
     candidate, n = path, 1
-    while any(place_key(q) in taken for q in with_companions(candidate, companions)):
+    while any(k in taken for q in with_companions(candidate, companions) for k in place_keys(q)):
         n += 1
         candidate = path.with_name(f"{path.stem}_{n}{path.suffix}")
     taken.update(place_key(q) for q in with_companions(candidate, companions))
@@ -206,6 +230,7 @@ def unique_path(path: Path, taken: set[str], companions: Sequence[str] = (), *,
 
 
 def reserve(paths: Iterable[Path], taken: set[str]) -> set[str]:
-    """Add ``paths`` (inputs, say) to ``taken``: ``unique_path`` never gives them out."""
-    taken.update(place_key(Path(p)) for p in paths)
+    """Add ``paths`` (inputs, say) to ``taken``: ``unique_path`` never gives them out, nor
+    another name (a hard link) of the same file."""
+    taken.update(k for p in paths for k in place_keys(Path(p)))
     return taken

@@ -3,6 +3,7 @@ command (a folder or a FIFO is not called missing)."""
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 from pathlib import Path
@@ -21,6 +22,10 @@ def not_a_file(path: str | os.PathLike) -> str | None:
         return "does not exist (a part of its path is a file)"
     except PermissionError:
         return "cannot be read (permission denied)"
+    except OSError as err:  # ELOOP: a link that leads back to itself; others in words
+        if err.errno == errno.ELOOP:
+            return "is a symbolic link that loops (it never reaches a file)"
+        return f"cannot be read ({err.strerror or err})"
     if stat.S_ISREG(mode):
         return None
     if stat.S_ISDIR(mode):

@@ -355,7 +355,7 @@ def test_prepare_flattens_gopro_sequences_and_the_check_passes(tmp_path, capsys)
         f"    - {{task: deblur, roots: [Train/Deblur], list_file: {listing}}}\n")
     assert main(["--check", "--config", str(config)]) == 0
     assert main(["--flatten-gopro", str(tmp_path / "nope"), "--into", str(into)]) == 2
-    assert "is not a folder" in capsys.readouterr().err
+    assert "does not exist" in capsys.readouterr().err
 
 
 def test_a_test_image_too_thin_for_evaluation_is_a_problem_before_training(tmp_path):

@@ -154,3 +154,29 @@ def test_figures_refuse_existing_figure_files(tmp_path, ckpt, capsys):
                          str(out)]) == 2  # another figure's names are free: on to the ckpt
     assert "does not exist" in capsys.readouterr().err
     assert all(len(names) == len(set(names)) for names in FIGURE_FILES.values())
+
+
+def test_a_hard_link_to_the_input_is_the_input_even_with_overwrite(tmp_path, ckpt, capsys):
+    # another name of the same file: --out naming it, or a folder holding it, never writes it
+    source = tmp_path / "a.png"
+    write_image(source, np.random.default_rng(0).integers(0, 256, (16, 16, 3), np.uint8))
+    before = source.read_bytes()
+    (tmp_path / "hard.png").hardlink_to(source)
+    assert _restore(ckpt, source, tmp_path / "hard.png", "--overwrite") == 2
+    assert "is the input itself (or another name of it, a link)" in capsys.readouterr().err
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "a.png").hardlink_to(source)
+    assert _restore(ckpt, source, out, "--overwrite") == 0
+    assert source.read_bytes() == before and (out / "a.png").read_bytes() == before
+    assert sorted(p.name for p in out.iterdir()) == ["a.png", "a_2.png"]
+
+
+def test_eval_overwrite_refuses_a_results_name_that_is_a_folder(tmp_path, ckpt, capsys):
+    out = tmp_path / "ev"
+    (out / "results.md").mkdir(parents=True)
+    code = eval_main(["--ckpt", str(ckpt), "--out", str(out), "--overwrite", "--max-images",
+                      "1", "--set", "prompts.encoder=hashed", "--device", "cpu"])
+    err = capsys.readouterr().err
+    assert code == 2 and "results.md there is not a file" in err and "Traceback" not in err
+    assert sorted(p.name for p in out.iterdir()) == ["results.md"]  # nothing written

@@ -132,6 +132,9 @@ def test_table3_report_and_cli(runs, tmp_path, capsys):
     assert main([str(r) for r in runs] + ["--out", str(out)]) == 0
     assert out.read_text() == text == capsys.readouterr().out
     assert main([str(tmp_path / "missing")]) == 2
+    assert "missing does not exist" in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()
+    assert main([str(tmp_path / "empty")]) == 2
     assert "no results.json" in capsys.readouterr().err
 
 

@@ -116,6 +116,7 @@ def test_dfpir_torchrun_exits_143_when_a_worker_stopped_on_sigterm(tmp_path):
     assert code == 143, err[-3000:]
     assert "torchrun: the workers stopped on SIGTERM (exit status 143)" in err, err[-3000:]
     assert "Traceback" not in err and "ChildFailedError" not in err, err[-3000:]
+    assert err.count("interrupted: saved") == 1  # said by rank 0, the one that saves
     assert latest(tmp_path / "run")["progress"]["global_step"] == 2
 
 

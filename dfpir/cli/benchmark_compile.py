@@ -11,6 +11,8 @@ import json
 from collections.abc import Sequence
 from dataclasses import asdict
 
+from ..errors import ConfigError
+from ..models import DFPIRConfig
 from ..models.compiling import COMPILE_MODES
 from ..perf.compile_time import markdown, time_modes
 from .common import int_in, run_cli
@@ -35,6 +37,12 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
+    try:
+        DFPIRConfig(dim=args.dim)  # the model the modes compile: checked before any starts
+    except ValueError as err:
+        raise ConfigError(f"--dim: {err}") from None
+    if len(set(args.modes)) != len(args.modes):
+        raise ConfigError(f"--modes names a mode twice: {' '.join(args.modes)}")
     results = time_modes(args.modes, args.dim, args.batch, args.patch, args.steps, args.threads)
     if args.json:
         print(json.dumps([asdict(r) for r in results], indent=2))

@@ -12,13 +12,14 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ..blind.cli import add_eval_arguments
+from ..config.experiment import FlagOverride
 from ..errors import OutputPlaceError
 from ..eval.blind import blind_markdown
 from ..eval.evaluation import evaluate
-from ..eval.report import write_report
+from ..eval.report import REPORT_FILES, write_report
 from ..eval.tables import PAPER_LAYOUTS
 from ..loading import load_experiment
-from ..outputs import check_output_place, free_folder, writing_to
+from ..outputs import check_output_place, claim_names, free_folder, writing_to
 from .common import add_amp, add_ckpt, add_config, add_device, add_override_arch, int_in, run_cli
 
 __all__ = ["build_parser", "cli_overrides", "main", "results_folder", "run"]
@@ -68,15 +69,17 @@ def cli_overrides(args: argparse.Namespace) -> list[str]:
     """``--set`` entries followed by those the dedicated flags stand for (flags win)."""
     overrides = list(args.overrides)
     if args.tile is not None:
-        overrides.append(f"eval.tile={args.tile}")
+        overrides.append(FlagOverride(f"eval.tile={args.tile}", f"--tile {args.tile}"))
     if getattr(args, "tile_overlap", None) is not None:
-        overrides.append(f"eval.tile_overlap={args.tile_overlap}")
+        overrides.append(FlagOverride(f"eval.tile_overlap={args.tile_overlap}",
+                                      f"--tile-overlap {args.tile_overlap}"))
     if getattr(args, "save_images", False):
         overrides.append("eval.save_images=true")
     if getattr(args, "quantize", False):
         overrides.append("eval.quantize=true")
     if args.device is not None:
-        overrides.append(f"eval.device={json.dumps(args.device)}")
+        overrides.append(FlagOverride(f"eval.device={json.dumps(args.device)}",
+                                      f"--device {args.device}"))
     return overrides
 
 
@@ -90,7 +93,7 @@ def results_folder(out: str | None, ckpt: str, overwrite: bool = False) -> Path:
         run = path.parent.parent.name if path.parent.name == "checkpoints" else ""
         name = (f"eval_{run[:100]}_{path.stem[:100]}" if run else f"eval_{path.stem[:200]}")
         return check_output_place(free_folder(Path("results") / name), "dir", "--out")
-    folder = check_output_place(out, "dir", "--out")
+    folder = claim_names(out, REPORT_FILES.values(), "--out", overwrite=True)
     if folder.is_dir() and any(folder.iterdir()) and not overwrite:
         raise OutputPlaceError(f"--out {folder} already holds files; give --overwrite to write "
                                "the results into it, or another --out")

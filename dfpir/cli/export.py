@@ -49,7 +49,15 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     """Write the exported files and list them."""
     if args.onnx or args.safetensors:
+        if args.out:
+            raise ConfigError("--out is the folder of a whole-checkpoint export; a per-task "
+                              "export writes the files --onnx/--safetensors name: give one "
+                              "or the other")
         return _task_export(args)
+    if args.task or args.prompt:
+        raise ConfigError(f"{'--task' if args.task else '--prompt'} picks the prompt of a "
+                          "per-task export: add --onnx FILE and/or --safetensors FILE (--out "
+                          "exports the whole checkpoint, every task)")
     if not args.out:
         raise ConfigError("give --out FOLDER, or --task NAME with --onnx FILE and/or "
                           "--safetensors FILE")

@@ -40,11 +40,19 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     """Embed every prompt sentence and save the table."""
+    for sentence in args.sentence:
+        if not sentence.strip():
+            raise PromptError("--sentence is empty; a prompt needs words (restore -p refuses an "
+                              "empty one)")
     claim_file(args.out, "--out", args.overwrite)
     encoder = build_encoder(PromptConfig(encoder=args.encoder, clip_weights=args.clip_weights,
                                          clip_precision=args.precision,
                                          clip_device=args.device))
-    sentences = all_sentences() + args.sentence
+    sentences = list(dict.fromkeys(all_sentences() + args.sentence))  # each once
+    repeated = len(all_sentences()) + len(args.sentence) - len(sentences)
+    if repeated:
+        print(f"note: {repeated} --sentence value(s) repeat a sentence already in the table; "
+              "each is embedded once")
     try:
         save_prompt_table(encoder, sentences, args.out)
     except OSError as err:

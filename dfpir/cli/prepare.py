@@ -97,6 +97,10 @@ def run(args: argparse.Namespace) -> int:
     if args.data_root is not None:
         overrides.append(f"data.data_root={json.dumps(args.data_root)}")
     cfg = load_data_config(args.config, args.preset, overrides)
+    root = Path(cfg.data_root)
+    if root.exists() and not root.is_dir():
+        raise ConfigError(f"data root {cfg.data_root} is a file; expected the folder that holds "
+                          "the datasets (--data-root, data.data_root)")
     if args.cache:
         check_output_place(args.cache, "dir", "--cache")
     if args.flatten_gopro:
@@ -123,6 +127,11 @@ def flatten(args: argparse.Namespace) -> None:
     if not args.into:
         raise ConfigError("--flatten-gopro needs --into DIR (e.g. data/Train/Deblur)")
     check_output_place(args.into, "dir", "--into")
+    source, into = Path(args.flatten_gopro).resolve(), Path(args.into).resolve()
+    if into == source or source in into.parents:
+        raise ConfigError(f"--into {args.into} is inside the GoPro folder {args.flatten_gopro}: "
+                          "the flattened copy would be written into the dataset; choose a "
+                          "folder outside it")
     listing = (resolve_list_file("release:train_gopro.txt", ".")
                if "train" in Path(args.flatten_gopro).name.lower() else None)
     report = flatten_gopro(args.flatten_gopro, args.into, link=args.link, list_file=listing)

@@ -10,8 +10,9 @@ import argparse
 from collections.abc import Sequence
 from pathlib import Path
 
-from ..eval.tables import load_run, table3_report
-from ..outputs import claim_file
+from ..errors import ConfigError
+from ..eval.tables import RESULTS_JSON, load_run, table3_report
+from ..outputs import claim_file, place_key
 from .common import run_cli
 
 __all__ = ["build_parser", "main", "run"]
@@ -35,6 +36,11 @@ def run(args: argparse.Namespace) -> int:
     """Print (and optionally write) Table 3."""
     if args.out:
         claim_file(args.out, "--out", args.overwrite)
+        inputs = {place_key(Path(f) / RESULTS_JSON if Path(f).is_dir() else Path(f))
+                  for f in args.runs}
+        if place_key(Path(args.out)) in inputs:  # not even --overwrite replaces an input
+            raise ConfigError(f"--out {args.out} is one of the results it ranks; choose another "
+                              "file")
     runs = [load_run(folder) for folder in args.runs]
     text = table3_report(runs)
     print(text, end="")

@@ -25,7 +25,15 @@ from ..restore import (
     restore_files,
     restore_paths,
 )
-from .common import add_amp, add_ckpt, add_config, add_device, add_override_arch, run_cli
+from .common import (
+    add_amp,
+    add_ckpt,
+    add_config,
+    add_device,
+    add_override_arch,
+    int_in,
+    run_cli,
+)
 
 __all__ = ["build_parser", "main", "run"]
 
@@ -69,7 +77,7 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     onnx.add_argument("--onnx", metavar="FILE", help="a per-task ONNX export (dfpir export "
                       "--task NAME --onnx FILE) run with onnxruntime: no torch model, no CLIP "
                       "weights")
-    onnx.add_argument("--threads", type=int, default=None,
+    onnx.add_argument("--threads", type=int_in(1), default=None,
                       help="onnxruntime CPU threads (with --onnx; default: all cores)")
     return parser
 
@@ -83,6 +91,9 @@ def run(args: argparse.Namespace) -> int:
     if args.tile and args.tile_overlap is not None and args.tile_overlap >= args.tile:
         raise ConfigError(f"--tile ({args.tile}) must be larger than --tile-overlap "
                           f"({args.tile_overlap})")
+    for flag, value in (("--input", args.input), ("--out", args.out)):
+        if not value.strip():  # Path("") is ".": never the current folder by accident
+            raise ConfigError(f"{flag} is empty; name a file or folder (. for the current one)")
     if args.onnx and args.ckpt:
         raise ConfigError("give either --ckpt or --onnx, not both")
     if not args.onnx and not args.ckpt:

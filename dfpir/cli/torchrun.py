@@ -35,7 +35,11 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
     import sys
 
     args = list(sys.argv[1:] if argv is None else argv)
-    if not args or args[0] in ("-h", "--help"):
+    if not args:
+        print(f"error: {prog or 'dfpir torchrun'} needs torchrun's arguments: its options, the "
+              "training script and the script's arguments (see --help)", file=sys.stderr)
+        return 2
+    if args[0] in ("-h", "--help"):
         build_parser(prog).print_help()
-        return 0 if args else 2
-    return launch(args)
+        return 0
+    return launch(args, prog or "dfpir torchrun")

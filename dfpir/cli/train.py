@@ -66,6 +66,11 @@ def run(args: argparse.Namespace) -> int:
            else stored_config(args.run_dir, overrides))
     run_dir = Path(args.run_dir or Path(cfg.output_dir) / cfg.name)
     check_output_place(run_dir, "dir", "--run-dir" if args.run_dir else "output_dir/name")
+    if args.config and not resume and run_dir.resolve() in Path(args.config).resolve().parents:
+        raise ConfigError(f"--config {args.config} lies in the run directory {run_dir}, which "
+                          "a new run writes (its own config.yaml, checkpoints, logs) and "
+                          "--overwrite replaces: keep the config elsewhere or choose another "
+                          "--run-dir")
     if cfg.data.cache_dir:  # the decode cache is written during training (on by default)
         check_output_place(cfg.data.cache_dir, "dir", "data.cache_dir")
     done = finished_stages(run_dir) if resume else None
@@ -74,11 +79,13 @@ def run(args: argparse.Namespace) -> int:
               f"{run_dir / 'final_results.md'}): nothing to resume. To train again, start a "
               "new run (another --run-dir, or --overwrite)")
         return 0
-    if main_rank:
-        print(f"run folder: {run_dir}", flush=True)  # where to look, before the long part
+    def started() -> None:  # where to look, once it is there, before the long part
+        if main_rank:
+            print(f"run folder: {run_dir}", flush=True)
+
     try:
         train(cfg, run_dir, resume=resume, overwrite=args.overwrite,
-              resume_with_changes=args.resume_with_changes)
+              resume_with_changes=args.resume_with_changes, started=started)
     except (TrainingInterrupted, StopNow) as err:
         if main_rank:
             print(f"stopped: {err} (run folder: {run_dir})", file=sys.stderr)

@@ -37,6 +37,7 @@ __all__ = [
     "ConfigError",
     "EvalConfig",
     "ExperimentConfig",
+    "FlagOverride",
     "StageConfig",
     "TrainConfig",
     "apply_override",
@@ -131,6 +132,15 @@ ConfigLoader.add_implicit_resolver(
 )
 
 
+def yaml_problem(err: yaml.YAMLError) -> str:
+    """A YAML error in one line: what went wrong and where (line and column, from 1)."""
+    problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+    mark = getattr(err, "problem_mark", None)
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    context = getattr(err, "context", None)
+    return f"{problem}{where}" + (f" ({context})" if context else "")
+
+
 def parse_yaml(text: str) -> Any:
     """A YAML document read with ``ConfigLoader`` (YAML 1.2 floats, no duplicate keys)."""
     return yaml.load(text, Loader=ConfigLoader)  # noqa: S506 (a SafeLoader subclass)
@@ -146,7 +156,7 @@ def _read_yaml(path: Path) -> dict:
         raise ConfigError(f"config file {path} is not UTF-8 text ({err.reason} at byte "
                           f"{err.start}); save it as UTF-8") from None
     except yaml.YAMLError as err:
-        raise ConfigError(f"config file {path} is not valid YAML: {err}") from err
+        raise ConfigError(f"config file {path} is not valid YAML: {yaml_problem(err)}") from None
     if data is None:
         raise ConfigError(f"config file {path} is empty; expected a mapping of config sections "
                           "(model:, data:, train:, ...) or a 'base:' to inherit")
@@ -199,9 +209,22 @@ def _list_index(items: list, key: str, override: str) -> int:
     return int(key)
 
 
+class FlagOverride(str):
+    """An override a command's own flag stands for (``--tile 16`` is ``eval.tile=16``): errors
+    name the flag, not a ``--set`` the user never typed."""
+
+    flag: str
+
+    def __new__(cls, override: str, flag: str) -> FlagOverride:
+        made = super().__new__(cls, override)
+        made.flag = flag
+        return made
+
+
 def apply_override(raw: dict, override: str, origin: dict[str, str]) -> None:
     """Apply ``a.b.c=value`` (value read as YAML) to a raw config mapping; a number indexes a
     list (``train.stages.0.epochs=1``)."""
+    source = getattr(override, "flag", None) or f"--set {override}"
     if "=" not in override:
         raise ConfigError(f"override {override!r} must look like section.key=value")
     dotted, text = override.split("=", 1)
@@ -209,14 +232,15 @@ def apply_override(raw: dict, override: str, origin: dict[str, str]) -> None:
     try:
         value = parse_yaml(text)
     except yaml.YAMLError as err:
-        raise ConfigError(f"override {override!r}: the value is not valid YAML: {err}") from err
+        raise ConfigError(f"override {override!r}: the value is not valid YAML: "
+                          f"{yaml_problem(err)}") from None
     node: Any = raw
     for depth, key in enumerate(keys[:-1]):
         if isinstance(node, list):  # train.stages.0.epochs: an index into a list
             node = node[_list_index(node, key, override)]
         else:
             if key not in node:  # a section this override creates: its errors name the --set
-                origin[".".join(k.strip() for k in keys[:depth + 1])] = f"--set {override}"
+                origin[".".join(k.strip() for k in keys[:depth + 1])] = source
             node = node.setdefault(key, {})
         if not isinstance(node, (dict, list)):
             raise ConfigError(f"override {override!r}: {key} is not a section or a list")
@@ -227,7 +251,7 @@ def apply_override(raw: dict, override: str, origin: dict[str, str]) -> None:
     # errors name a list entry as train.stages[0].lr: record the --set under that name
     where = ".".join(k.strip() for k in keys)
     where = re.sub(r"\.(\d+)(?=\.|$)", r"[\1]", where)
-    _mark(value, where, origin, f"--set {override}")
+    _mark(value, where, origin, source)
 
 
 def load_config(path: str | os.PathLike | None = None, overrides: list[str] = ()

@@ -10,6 +10,7 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..paths import not_a_file
 from .errors import DataError
 
 __all__ = ["FlattenReport", "flatten_gopro"]
@@ -48,7 +49,8 @@ def flatten_gopro(source: str | os.PathLike, dest: str | os.PathLike, link: bool
     flattened name. With ``list_file`` (one name a line), count the listed names present."""
     source, dest = Path(source), Path(dest)
     if not source.is_dir():
-        raise DataError(f"GoPro folder {source} is not a folder; expected GoPro_Large/train "
+        raise DataError(f"GoPro folder {source} {not_a_file(source) or 'is a file'}; expected "
+                        "GoPro_Large/train "
                         "(or test) with one folder per sequence")
     pairs = _pairs(source)
     if not pairs:

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from ..paths import not_a_file
 from .errors import ImageReadError
 
 logger = logging.getLogger(__name__)
@@ -110,11 +111,11 @@ def read_image_raw(path: str | Path) -> np.ndarray:
     restore script can write its output back in the input's format. Raises ``ImageReadError``.
     """
     path = Path(path)
-    if not path.is_file():
-        if not path.exists():
-            raise ImageReadError(f"image file not found: {path}")
-        kind = "a folder" if path.is_dir() else "not a regular file (FIFO, device...)"
-        raise ImageReadError(f"{path} is {kind}; expected an image file")
+    why = not_a_file(path)
+    if why == "does not exist":
+        raise ImageReadError(f"image file not found: {path}")
+    if why:
+        raise ImageReadError(f"{path} {why}; expected an image file")
     try:
         header = png_header(path)
         if header is not None and header["bit_depth"] == 16:

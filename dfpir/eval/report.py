@@ -161,12 +161,16 @@ def _markdown(report: EvalReport) -> str:
     return "\n".join(lines) + "\n"
 
 
+#: The files of a results folder, by kind: what ``write_report`` writes (and replaces).
+REPORT_FILES = {"markdown": "results.md", "csv": "results.csv", "json": "results.json",
+                "per_image": "per_image.csv"}
+
+
 def write_report(report: EvalReport, out_dir: str | os.PathLike) -> dict[str, Path]:
     """Write results.md, results.csv, results.json and per_image.csv into ``out_dir``."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    paths = {k: out / f for k, f in (("markdown", "results.md"), ("csv", "results.csv"),
-                                     ("json", "results.json"), ("per_image", "per_image.csv"))}
+    paths = {k: out / f for k, f in REPORT_FILES.items()}
     data = report_dict(report)
     paths["json"].write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
     paths["markdown"].write_text(_markdown(report), encoding="utf-8")

@@ -241,6 +241,9 @@ def load_run(folder: str | os.PathLike) -> RunSummary:
     naming the file when it is missing or not an evaluation result."""
     path = Path(folder)
     file = path / RESULTS_JSON if path.is_dir() else path
+    if not path.exists():
+        raise ResultsError(f"{path} does not exist; expected an evaluation folder (written by "
+                           "dfpir eval) or its results.json")
     if not file.is_file():
         raise ResultsError(f"no {RESULTS_JSON} in {path}: is it a folder written by scripts/eval.py?")
     try:

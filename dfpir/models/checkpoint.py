@@ -110,7 +110,12 @@ def load_failure(err: BaseException) -> str:
     if detail is not None:
         return detail
     text = " ".join(str(err).split())
-    return text or f"{type(err).__name__} (the file ends too early or is not a torch.save file)"
+    if not text:
+        return f"{type(err).__name__} (the file ends too early or is not a torch.save file)"
+    if isinstance(err, (KeyError, IndexError, AttributeError, TypeError)) or len(text) < 20:
+        # the unpickler tripping over bytes that are no pickle: "KeyError: 174812789"
+        return f"not a torch.save file ({type(err).__name__}: {text[:80]})"
+    return text
 
 
 def read_checkpoint(path: str | os.PathLike) -> dict:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import torch
@@ -51,11 +52,24 @@ class DFPIRConfig:
     pad_multiple: int = 8  # inputs are padded to a multiple of this and cropped back
 
     def __post_init__(self) -> None:
+        for name in ("in_channels", "out_channels", "dim", "prompt_dim"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        if not (self.ffn_expansion > 0 and math.isfinite(self.ffn_expansion)
+                and int(self.dim * self.ffn_expansion) >= 1):
+            raise ValueError(f"ffn_expansion must be a number > 0 that leaves the GDFN at least "
+                             f"one hidden channel (dim {self.dim}), got {self.ffn_expansion}")
+        if self.num_refinement_blocks < 0:
+            raise ValueError("num_refinement_blocks must be >= 0, got "
+                             f"{self.num_refinement_blocks}")
         if len(self.num_blocks) != 4 or len(self.heads) != 4:
             raise ValueError(
                 f"num_blocks and heads need 4 entries (one per level), got {self.num_blocks} "
                 f"and {self.heads}"
             )
+        if any(n < 0 for n in self.num_blocks) or any(h < 1 for h in self.heads):
+            raise ValueError(f"num_blocks must be >= 0 and heads positive at every level, got "
+                             f"{self.num_blocks} and {self.heads}")
         for level, heads in enumerate(self.heads):
             if (self.dim * 2**level) % heads:
                 raise ValueError(

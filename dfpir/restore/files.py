@@ -33,7 +33,7 @@ from ..data.io import is_image_file
 from ..outputs import (
     check_name_lengths,
     claim_file,
-    place_key,
+    place_keys,
     reserve,
     unique_path,
     with_companions,
@@ -160,14 +160,21 @@ def side_by_side(before: np.ndarray, after: np.ndarray, gap: int = 8) -> np.ndar
 
 def collect_inputs(path: str | os.PathLike) -> list[Path]:
     """The image files to restore: ``path`` itself, or the image files in the folder
-    ``path`` (not its sub-folders), sorted; the other files of the folder are named in a note,
+    ``path`` (not its sub-folders), sorted; the other files of the folder (and entries that
+    are no files: broken links, FIFOs) are named in a note,
     and an animated image given alone gets a note that only its first frame is restored.
     Raises ``DataError`` when there are none."""
     path = Path(path)
     if path.is_dir():
-        entries = sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith("."))
+        visible = sorted(p for p in path.iterdir() if not p.name.startswith("."))
+        entries = [p for p in visible if p.is_file()]
         files = [p for p in entries if is_image_file(p)]
         others = [p.name for p in entries if not is_image_file(p)]
+        unreadable = [p.name for p in visible if not p.is_dir() and not p.is_file()]
+        if unreadable:  # broken or looping links, FIFOs, sockets
+            logger.info("note: %d entr(ies) of %s skipped, not files (links to nothing or that "
+                        "loop, FIFOs...): %s", len(unreadable), path,
+                        ", ".join(unreadable[:5]) + (" ..." if len(unreadable) > 5 else ""))
         if others:
             logger.info("note: %d file(s) of %s skipped, not PNG/JPEG/BMP/TIFF/WebP images: %s",
                         len(others), path, ", ".join(others[:5]) + (" ..." if len(others) > 5
@@ -213,11 +220,12 @@ def output_paths(inputs: Sequence[Path], out: Path, single_file: bool,
             raise DataError(f"--out {out} is a folder; name a .png file or a folder without "
                             "the .png ending")
         for name in with_companions(out, companions):
-            if place_key(name) in taken:
-                raise DataError(f"--out {name} is the input itself; choose another name")
+            if any(k in taken for k in place_keys(name)):
+                raise DataError(f"--out {name} is the input itself (or another name of it, a "
+                                "link); choose another name")
             claim_file(name, "--out", overwrite)
         return [out]
-    if suffix and is_image_file(out):
+    if suffix and is_image_file(out) and not out.is_dir():
         raise DataError(
             f"--out {out}: restored images are written as PNG (16-bit and alpha kept); "
             + ("name the output file .png" if single_file else

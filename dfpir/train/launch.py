@@ -3,6 +3,7 @@ trainer, and the teardown; a collective that fails because of another rank is na
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from ..config import ConfigError, ExperimentConfig
@@ -15,17 +16,21 @@ __all__ = ["train"]
 
 
 def train(cfg: ExperimentConfig | None, run_dir: str | Path, resume: bool = False,
-          overwrite: bool = False, resume_with_changes: bool = False
-          ) -> dict[str, dict[str, float]]:
+          overwrite: bool = False, resume_with_changes: bool = False,
+          started: Callable[[], None] | None = None) -> dict[str, dict[str, float]]:
     """Set up (one process or a ``torchrun`` group), train, tear down. ``cfg`` may be ``None``
-    with ``resume``: the run's stored config is used."""
+    with ``resume``: the run's stored config is used. ``started`` is called once every check
+    has passed and the run directory is written, before the training itself."""
     if cfg is None and resume:
         cfg = stored_config(run_dir)
     if cfg is None:
         raise ConfigError("a new run needs a config (--config)")
     ctx = setup_for(cfg)
     try:
-        results = Trainer(cfg, run_dir, resume, overwrite, ctx, resume_with_changes).run()
+        trainer = Trainer(cfg, run_dir, resume, overwrite, ctx, resume_with_changes)
+        if started is not None:
+            started()
+        results = trainer.run()
     except TrainingInterrupted:
         # a stop the ranks agreed on leaves no collective pending: close the group now, as a
         # finished run does (a group left to the interpreter's exit can abort it: SIGABRT)

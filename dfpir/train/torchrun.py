@@ -32,14 +32,29 @@ def stopped_by(exit_codes: Sequence[int]) -> signal.Signals | None:
     return signal.Signals(number) if number in STOP_SIGNALS else None
 
 
-def launch(argv: Sequence[str]) -> int:
-    """Run ``torchrun`` with ``argv`` (its own options, then the script and its arguments)."""
+def launch(argv: Sequence[str], prog: str = "dfpir torchrun") -> int:
+    """Run ``torchrun`` with ``argv`` (its own options, then the script and its arguments).
+    Its options and the script are checked first: a bad one is one ``error:`` line, status 2."""
     from torch.distributed.elastic.multiprocessing.api import SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
-    from torch.distributed.run import main as torchrun_main
+    from torch.distributed.run import get_args_parser, run
 
+    from ..paths import not_a_file
+
+    parser = get_args_parser()
+    parser.prog = prog
+    args = parser.parse_args(list(argv))  # its own usage errors: status 2
+    if not args.module and not args.no_python:
+        problem = not_a_file(args.training_script)
+        if problem:
+            print(f"error: the training script {args.training_script} {problem}",
+                  file=sys.stderr)
+            return 2
     try:
-        torchrun_main(list(argv))
+        run(args)
+    except ValueError as err:  # torchrun's checks of its options (e.g. --nproc_per_node abc)
+        print(f"error: {prog}: {err}", file=sys.stderr)
+        return 2
     except SignalException as err:
         name = signal.Signals(err.sigval).name
         print(f"torchrun: stopped by {name}, which it passed on to its workers (each saves "

@@ -218,7 +218,8 @@ class Trainer:
                 done = self._run_epoch(stage, dataset, iters_per_epoch, stage_iters)
                 if self.stops.stopping:
                     self.save("latest")
-                    logger.warning("interrupted: saved %s", self.checkpoints.latest)
+                    if self.ctx.is_main:  # the rank that saved
+                        logger.warning("interrupted: saved %s", self.checkpoints.latest)
                     return False
         finally:
             self._bar.close()
