@@ -29,6 +29,8 @@ def place(tmp_path, monkeypatch) -> Path:
     (tmp_path / "G" / "seq" / "blur").mkdir(parents=True)
     (tmp_path / "afile.txt").write_text("x")
     os.symlink("nowhere", tmp_path / "dangling")
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "config.yaml").write_text("my own notes\n")
     monkeypatch.chdir(tmp_path)
     return tmp_path
 
@@ -69,6 +71,8 @@ CASES = {
                             "--task picks the prompt of a per-task export"),
     "config in the run dir": (["train", "--config", "cfg_dir/c.yaml", "--run-dir", "cfg_dir"],
                               None),
+    "a run dir holding only a config.yaml": (["train", "--config", DEMO, "--run-dir", "mine"],
+                                             "holds a config.yaml but nothing else of a run"),
     "broken yaml": (["train", "--config", "bad.yaml"], "at line 3, column 4"),
     "data root a file": (["prepare", "--check", "--config", DEMO, "--data-root", "afile.txt"],
                          "data root afile.txt is a file"),

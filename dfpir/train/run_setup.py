@@ -96,6 +96,10 @@ def resolve_config(cfg: ExperimentConfig | None, run_dir: Path, is_main: bool, r
             refuse_changes(changes)
         return cfg, state, changes
     if is_main and (run_dir / "config.yaml").exists() and not overwrite:
+        if not any((run_dir / n).exists() for n in ("checkpoints", "train.log", "tensorboard")):
+            raise RunDirError(f"{run_dir} holds a config.yaml but nothing else of a run (no "
+                              "checkpoints/, train.log): if it is a file of yours, choose "
+                              "another --run-dir (--overwrite would replace it)")
         how = ("pass --resume to continue it or --overwrite to start again there"
                if latest.is_file() else "it was stopped before its first checkpoint, so "
                "--resume cannot continue it: pass --overwrite to start again there")
