@@ -30,6 +30,8 @@ __all__ = [
     "free_folder",
     "place_key",
     "place_keys",
+    "new_file_mode",
+    "replaced",
     "reserve",
     "unique_path",
     "with_companions",
@@ -142,8 +144,9 @@ def claim_file(path: str | os.PathLike, flag: str, overwrite: bool = False,
         raise OutputPlaceError(f"{flag} {path}: expected a file name ending in {suffix}")
     check_output_place(path, "file", flag)
     if (path.exists() or path.is_symlink()) and not overwrite:
-        raise OutputPlaceError(f"{flag} {path} exists; give --overwrite to replace it, or "
-                               "another name")
+        what = "is a symbolic link to nothing" if not path.exists() else "exists"
+        raise OutputPlaceError(f"{flag} {path} {what}; give --overwrite to replace it (the "
+                               "name, never a link's target), or another name")
     return path
 
 
@@ -234,3 +237,32 @@ def reserve(paths: Iterable[Path], taken: set[str]) -> set[str]:
     another name (a hard link) of the same file."""
     taken.update(k for p in paths for k in place_keys(Path(p)))
     return taken
+
+
+def new_file_mode() -> int:
+    """The permissions ``open`` gives a new file (0666 less the umask); a temporary file made
+    by ``tempfile`` has 0600, which a result renamed from it should not keep."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+@contextmanager
+def replaced(path: str | os.PathLike) -> Iterator[Path]:
+    """A temporary path beside ``path`` (same suffix, so writers that go by it still do) to
+    write the new file to; renamed over ``path`` when the block ends without error, removed
+    otherwise. An existing file of that name is replaced, never written through: another name
+    of it (a hard link) or a link's target keeps its content, and a failed write leaves the
+    old file whole. The new file gets the usual permissions (0666 less the umask)."""
+    path = Path(path)
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem[:100]}.",
+                                suffix=f".tmp{path.suffix}")
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        yield tmp
+        os.chmod(tmp, new_file_mode())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise

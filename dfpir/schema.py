@@ -134,7 +134,7 @@ def build_dataclass(cls: type, values: dict, where: str = "",
     except (TypeError, ValueError) as err:
         # a value check whose message starts with a field's name is blamed on that key, so the
         # error names the file or the --set that set it
-        first = str(err).split(" ", 1)[0]
+        first = str(err).split(" ", 1)[0].rstrip(":,").rsplit(".", 1)[-1]
         if first in names:
             raise _fail(f"{prefix}{first}", origin, str(err)) from err
         raise _fail(where or cls.__name__, origin, str(err)) from err

@@ -41,7 +41,17 @@ CASES = {
     "model dim negative": (["train", "--config", DEMO, "--set", "model.dim=-8"],
                            "dim must be positive, got -8"),
     "zero heads": (["train", "--config", DEMO, "--set", "model.heads=[0,1,1,1]"],
-                   "heads positive at every level"),
+                   "heads must be positive at every level"),
+    "a bad heads entry, named with its --set": (
+        ["train", "--config", DEMO, "--set", "model.heads=[1,2,4,0]"],
+        "model.heads: heads must be positive at every level, got [1, 2, 4, 0] (set in --set "
+        "model.heads=[1,2,4,0])"),
+    "heads that do not divide, named with its --set": (
+        ["train", "--config", DEMO, "--set", "model.heads=[3,2,4,8]"],
+        "model.heads: heads: level 1 has 16 channels, not divisible by 3 heads (set in --set"),
+    "a classifier value, named with its --set": (
+        ["train", "--config", DEMO, "--set", "classifier.threshold=1.5"],
+        "(set in --set classifier.threshold=1.5)"),
     "negative ffn": (["train", "--config", DEMO, "--set", "model.ffn_expansion=-1"],
                      "ffn_expansion must be a number > 0"),
     "input loops": (["restore", "-i", "loop1", "--ckpt", "junk.pt", "-d", "derain"],
@@ -63,6 +73,10 @@ CASES = {
                         "--dim: dim must be even"),
     "a mode twice": (["benchmark_compile", "--modes", "none", "none"], "names a mode twice"),
     "torchrun bad nproc": (["torchrun", "--nproc_per_node", "abc", "a.png"], "nproc_per_node"),
+    "torchrun nproc 0": (["torchrun", "--nproc-per-node", "0", "a.png"],
+                         "torchrun refused its options"),
+    "torchrun min > max nodes": (["torchrun", "--nnodes", "2:1", "a.png"],
+                                 "min_nodes must be > 0 and <= max_nodes"),
     "torchrun no script": (["torchrun", "--nproc_per_node", "2", "nope.py"],
                            "the training script nope.py does not exist"),
     "export --out with --onnx": (["export", "--ckpt", "junk.pt", "--task", "derain", "--onnx",
@@ -81,6 +95,8 @@ CASES = {
     "flatten a missing folder": (["prepare", "--flatten-gopro", "nope", "--into", "flat"],
                                  "GoPro folder nope does not exist"),
     "rank a missing folder": (["rank", "nope"], "nope does not exist"),
+    "a prompt table not named .pt": (["export_prompts", "--encoder", "hashed", "--out", "p.txt"],
+                                      "expected a file name ending in .pt"),
     "empty sentence": (["export_prompts", "--encoder", "hashed", "--sentence", " ",
                         "--out", "p.pt"], "--sentence is empty"),
 }
@@ -132,7 +148,18 @@ def test_rank_never_writes_over_the_results_it_reads(tmp_path, capsys):
     before = results.read_bytes()
     assert main(["rank", str(tmp_path / "ev"), "--out", str(results), "--overwrite"]) == 2
     assert "is one of the results it ranks" in capsys.readouterr().err
+    link = tmp_path / "link.md"
+    link.hardlink_to(results)  # another name of the input: the input still
+    assert main(["rank", str(tmp_path / "ev"), "--out", str(link), "--overwrite"]) == 2
     assert results.read_bytes() == before
+    # --overwrite of a file that is another name (a hard link) of a user's file replaces the
+    # name, never writing through it
+    mine = tmp_path / "mine.md"
+    mine.write_text("my notes")
+    table = tmp_path / "table.md"
+    table.hardlink_to(mine)
+    assert main(["rank", str(tmp_path / "ev"), "--out", str(table), "--overwrite"]) == 0
+    assert mine.read_text() == "my notes" and "Table 3" in table.read_text()
 
 
 def test_export_prompts_embeds_a_repeated_sentence_once(tmp_path, capsys):
@@ -147,3 +174,55 @@ def test_export_prompts_embeds_a_repeated_sentence_once(tmp_path, capsys):
     table = torch.load(out, weights_only=True)
     assert count == len(table["sentences"] if isinstance(table, dict) and "sentences" in table
                         else table)
+
+
+def test_the_same_signal_twice_at_once_is_one_stop_request():
+    # torchrun sends each worker its SIGTERM twice: that is no "stop at once" (a second
+    # Ctrl-C is: tests/test_train_safety.py)
+    import signal
+
+    from dfpir.train.stop_requests import SAME_REQUEST_S, StopNow, StopRequests
+
+    stops = StopRequests(distributed=False)
+    stops.on_signal(signal.SIGTERM, None)
+    stops.on_signal(signal.SIGTERM, None)  # the duplicate: no StopNow
+    assert stops.requested
+    stops._signalled_at -= SAME_REQUEST_S + 0.1  # a person sending it again later
+    with pytest.raises(StopNow):
+        stops.on_signal(signal.SIGTERM, None)
+    other = StopRequests(distributed=False)
+    other.on_signal(signal.SIGTERM, None)
+    with pytest.raises(StopNow):  # Ctrl-C after a SIGTERM: another request
+        other.on_signal(signal.SIGINT, None)
+
+
+def test_results_files_replace_a_hard_link_instead_of_writing_through_it(tmp_path):
+    from dfpir.outputs import replaced
+
+    mine = tmp_path / "mine.json"
+    mine.write_text("{}")
+    result = tmp_path / "results.json"
+    result.hardlink_to(mine)
+    with replaced(result) as tmp:
+        tmp.write_text('{"new": 1}')
+    assert mine.read_text() == "{}" and result.read_text() == '{"new": 1}'
+    assert oct(result.stat().st_mode & 0o777) == oct(0o666 & ~_umask())
+    with pytest.raises(RuntimeError), replaced(tmp_path / "failed.json") as tmp:
+        tmp.write_text("half")
+        raise RuntimeError("the writer failed")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mine.json", "results.json"]
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def test_flatten_gopro_names_the_folders_it_skips(tmp_path, capsys):
+    write_image(tmp_path / "G" / "seq" / "blur" / "0.png", np.zeros((8, 8, 3), np.uint8))
+    write_image(tmp_path / "G" / "seq" / "sharp" / "0.png", np.zeros((8, 8, 3), np.uint8))
+    (tmp_path / "G" / "notes").mkdir()
+    assert main(["prepare", "--flatten-gopro", str(tmp_path / "G"), "--into",
+                 str(tmp_path / "flat")]) == 0
+    assert "note: 1 folder(s) of" in capsys.readouterr().out

@@ -180,3 +180,23 @@ def test_eval_overwrite_refuses_a_results_name_that_is_a_folder(tmp_path, ckpt, 
     err = capsys.readouterr().err
     assert code == 2 and "results.md there is not a file" in err and "Traceback" not in err
     assert sorted(p.name for p in out.iterdir()) == ["results.md"]  # nothing written
+
+
+def test_eval_overwrite_replaces_a_hard_linked_result_without_writing_through(tmp_path, ckpt):
+    out = tmp_path / "ev"
+    out.mkdir()
+    mine = tmp_path / "mine.json"
+    mine.write_text('{"mine": 1}')
+    (out / "results.json").hardlink_to(mine)
+    import dataclasses
+
+    from dfpir.config import load_config, save_config
+
+    demo = load_config(Path(__file__).resolve().parents[1] / "configs" / "demo.yaml")
+    cfg = tmp_path / "cfg.yaml"  # the demo's built-in test images, the tiny model
+    save_config(dataclasses.replace(demo, model=tiny_config()), cfg)
+    assert eval_main(["--ckpt", str(ckpt), "--config", str(cfg), "--out", str(out), "--overwrite",
+                      "--max-images", "1", "--set", "prompts.encoder=hashed", "--device", "cpu",
+                      "--no-progress"]) == 0
+    assert mine.read_text() == '{"mine": 1}'
+    assert '"average"' in (out / "results.json").read_text()

@@ -44,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
         if not sentence.strip():
             raise PromptError("--sentence is empty; a prompt needs words (restore -p refuses an "
                               "empty one)")
-    claim_file(args.out, "--out", args.overwrite)
+    claim_file(args.out, "--out", args.overwrite, suffix=".pt")
     encoder = build_encoder(PromptConfig(encoder=args.encoder, clip_weights=args.clip_weights,
                                          clip_precision=args.precision,
                                          clip_device=args.device))

@@ -135,6 +135,10 @@ def flatten(args: argparse.Namespace) -> None:
     listing = (resolve_list_file("release:train_gopro.txt", ".")
                if "train" in Path(args.flatten_gopro).name.lower() else None)
     report = flatten_gopro(args.flatten_gopro, args.into, link=args.link, list_file=listing)
+    if report.skipped:
+        print(f"note: {len(report.skipped)} folder(s) of {args.flatten_gopro} skipped, no blur/ "
+              f"and sharp/ in them: {', '.join(report.skipped[:5])}"
+              + (" ..." if len(report.skipped) > 5 else ""))
     how = "linked" if args.link else "copied"
     print(f"flattened {args.flatten_gopro} into {args.into}: {report.written} file(s) {how}, "
           f"{report.kept} pair(s) already there")

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from ..errors import ConfigError
 from ..eval.tables import RESULTS_JSON, load_run, table3_report
-from ..outputs import claim_file, place_key
+from ..outputs import claim_file, place_keys, replaced
 from .common import run_cli
 
 __all__ = ["build_parser", "main", "run"]
@@ -36,9 +36,9 @@ def run(args: argparse.Namespace) -> int:
     """Print (and optionally write) Table 3."""
     if args.out:
         claim_file(args.out, "--out", args.overwrite)
-        inputs = {place_key(Path(f) / RESULTS_JSON if Path(f).is_dir() else Path(f))
-                  for f in args.runs}
-        if place_key(Path(args.out)) in inputs:  # not even --overwrite replaces an input
+        inputs = {k for f in args.runs
+                  for k in place_keys(Path(f) / RESULTS_JSON if Path(f).is_dir() else Path(f))}
+        if inputs & set(place_keys(Path(args.out))):  # not even --overwrite: an input (a link)
             raise ConfigError(f"--out {args.out} is one of the results it ranks; choose another "
                               "file")
     runs = [load_run(folder) for folder in args.runs]
@@ -46,7 +46,8 @@ def run(args: argparse.Namespace) -> int:
     print(text, end="")
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(text, encoding="utf-8")
+        with replaced(args.out) as tmp:  # a new file, never written through a link
+            tmp.write_text(text, encoding="utf-8")
     return 0
 
 

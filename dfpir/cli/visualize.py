@@ -80,7 +80,8 @@ def _tsne_args(parser: argparse.ArgumentParser) -> None:
                         help="module whose output is embedded (default: dgpb_latent, the "
                              "latent after its DGPB; 'latent' is the one before it)")
     parser.add_argument("--crops", type=int, default=4,
-                        help="random crops per image, each one more point (default 4)")
+                        help="random crops per image, each one more point (default 4; 0 = "
+                        "each whole image, one point)")
     parser.add_argument("--crop-size", type=int, default=96,
                         help="crop side, clipped to the image's shorter side (default 96)")
     parser.add_argument("--max-images", type=int, default=0,

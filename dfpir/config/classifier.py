@@ -48,8 +48,9 @@ class ClassifierConfig:
     def __post_init__(self) -> None:
         if self.crop < 16:
             raise ValueError(f"classifier.crop must be >= 16, got {self.crop}")
-        if self.samples_per_task < 1 or self.steps < 1 or self.hidden < 1:
-            raise ValueError("classifier.samples_per_task, steps and hidden must be >= 1")
+        for name in ("samples_per_task", "steps", "hidden"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"classifier.{name} must be >= 1, got {getattr(self, name)}")
         if not 0.0 <= self.threshold <= 1.0:
             raise ValueError(f"classifier.threshold must be in [0, 1], got {self.threshold}")
         if self.if_unsure not in IF_UNSURE:

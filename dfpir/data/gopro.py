@@ -28,18 +28,22 @@ class FlattenReport:
     listed: int | None = None
     listed_present: int | None = None
     missing: list[str] = field(default_factory=list)  # listed names not there (first few)
+    skipped: list[str] = field(default_factory=list)  # folders without blur/ and sharp/
 
 
-def _pairs(source: Path) -> list[tuple[str, Path, Path]]:
-    pairs = []
+def _pairs(source: Path) -> tuple[list[tuple[str, Path, Path]], list[str]]:
+    """The (flat name, blur, sharp) frames of every sequence, and the folders skipped for
+    holding no blur/ and sharp/ folders."""
+    pairs, skipped = [], []
     for sequence in sorted(p for p in source.iterdir() if p.is_dir()):
         blur, sharp = sequence / PAIR[0], sequence / PAIR[1]
         if not (blur.is_dir() and sharp.is_dir()):
+            skipped.append(sequence.name)
             continue
         for frame in sorted(blur.iterdir()):
             if frame.is_file() and (sharp / frame.name).is_file():
                 pairs.append((f"{sequence.name}_{frame.name}", frame, sharp / frame.name))
-    return pairs
+    return pairs, skipped
 
 
 def flatten_gopro(source: str | os.PathLike, dest: str | os.PathLike, link: bool = False,
@@ -52,11 +56,11 @@ def flatten_gopro(source: str | os.PathLike, dest: str | os.PathLike, link: bool
         raise DataError(f"GoPro folder {source} {not_a_file(source) or 'is a file'}; expected "
                         "GoPro_Large/train "
                         "(or test) with one folder per sequence")
-    pairs = _pairs(source)
+    pairs, skipped = _pairs(source)
     if not pairs:
         raise DataError(f"no GoPro sequences in {source}: expected <sequence>/blur/<frame>.png "
                         "and <sequence>/sharp/<frame>.png")
-    report = FlattenReport()
+    report = FlattenReport(skipped=skipped)
     for name, blur, sharp in pairs:
         targets = [(blur, dest / PAIR[0] / name), (sharp, dest / PAIR[1] / name)]
         if all(t.exists() for _, t in targets):

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from ..outputs import replaced
 from ..paths import not_a_file
 from .errors import ImageReadError
 
@@ -194,25 +195,26 @@ def write_image(path: str | Path, array: object) -> None:
     if pixels.ndim not in (2, 3) or (pixels.ndim == 3 and pixels.shape[2] not in (2, 3, 4)):
         raise ValueError(f"write_image expects HxW or HxWxC with C in 1..4, got {pixels.shape}")
     path.parent.mkdir(parents=True, exist_ok=True)
-    if pixels.dtype == np.uint16:
-        if path.suffix.lower() != ".png":
-            raise ValueError(f"16-bit images can only be written as PNG, not {path}")
-        write_png16(path, pixels)
-        return
+    if pixels.dtype == np.uint16 and path.suffix.lower() != ".png":
+        raise ValueError(f"16-bit images can only be written as PNG, not {path}")
     if pixels.dtype.kind == "f":
         pixels = np.round(np.clip(pixels, 0.0, 1.0) * 255.0).astype(np.uint8)
-    elif pixels.dtype != np.uint8:
+    elif pixels.dtype not in (np.uint8, np.uint16):
         raise ValueError(
             f"write_image expects float in [0, 1], uint8 or uint16, got {pixels.dtype}"
         )
-    image = Image.fromarray(np.ascontiguousarray(pixels))
     try:
-        if path.suffix.lower() in (".jpg", ".jpeg"):
-            image.convert("RGB").save(path, quality=95)
-        else:
-            image.save(path)
+        with replaced(path) as tmp:  # a new file: never written through a link to another
+            if pixels.dtype == np.uint16:
+                write_png16(tmp, pixels)
+            elif path.suffix.lower() in (".jpg", ".jpeg"):
+                Image.fromarray(np.ascontiguousarray(pixels)).convert("RGB").save(
+                    tmp, quality=95)
+            else:
+                Image.fromarray(np.ascontiguousarray(pixels)).save(tmp)
     except OSError as err:  # a full disk fails the write with no file name: name it
-        err.filename = err.filename or str(path)
+        err.filename = str(path) if not err.filename or ".tmp" in str(err.filename) else \
+            err.filename
         raise
 
 

@@ -16,6 +16,7 @@ from torch.utils.data import Dataset
 
 from ..blind.api import restore_as
 from ..blind.classifier import DegradationClassifier
+from ..outputs import replaced
 from ..restore.inference import restore
 from .loop import MeanScores
 from .metrics import compute_metrics
@@ -181,12 +182,14 @@ def write_blind_files(report: BlindReport, out_dir: str | os.PathLike) -> dict[s
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = {"confusion": out / "confusion.csv", "blind_per_image": out / "blind_per_image.csv"}
-    with paths["confusion"].open("w", newline="", encoding="utf-8") as handle:
+    with (replaced(paths["confusion"]) as tmp,
+          tmp.open("w", newline="", encoding="utf-8") as handle):
         writer = csv.writer(handle)
         writer.writerow(["set", "true", *report.classes, "accuracy"])
         for s in report.sets:
             writer.writerow([s.name, s.task, *s.counts(report.classes), f"{s.accuracy:.4f}"])
-    with paths["blind_per_image"].open("w", newline="", encoding="utf-8") as handle:
+    with (replaced(paths["blind_per_image"]) as tmp,
+          tmp.open("w", newline="", encoding="utf-8") as handle):
         writer = csv.writer(handle)
         writer.writerow(["set", "true", "image", "predicted", "probability", "psnr", "ssim"])
         for s in report.sets:
@@ -260,7 +263,8 @@ def write_prompt_matrix(matrix: PromptMatrix, out_dir: str | os.PathLike,
     out.mkdir(parents=True, exist_ok=True)
     paths = {"prompt_matrix_csv": out / "prompt_matrix.csv",
              "prompt_matrix_md": out / "prompt_matrix.md"}
-    with paths["prompt_matrix_csv"].open("w", newline="", encoding="utf-8") as handle:
+    with (replaced(paths["prompt_matrix_csv"]) as tmp,
+          tmp.open("w", newline="", encoding="utf-8") as handle):
         writer = csv.writer(handle)
         writer.writerow(["set", "true", "prompt", "images", "psnr", "ssim"])
         for name, task in matrix.sets:
@@ -272,5 +276,6 @@ def write_prompt_matrix(matrix: PromptMatrix, out_dir: str | os.PathLike,
     text = (f"{heading}\n\nMean PSNR (dB) of each test set (rows, with its true degradation) "
             "restored with each prompt (columns); the true prompt in bold; `input` is the "
             "unrestored input.\n\n" + matrix.markdown() + "\n")
-    paths["prompt_matrix_md"].write_text(text, encoding="utf-8")
+    with replaced(paths["prompt_matrix_md"]) as tmp:
+        tmp.write_text(text, encoding="utf-8")
     return paths

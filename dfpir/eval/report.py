@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 
 from ..models import DFPIRConfig
+from ..outputs import replaced
 from .blind import BlindReport, PromptMatrix, blind_markdown, write_blind_files, write_prompt_matrix
 from .loop import SetResult
 from .tables import (
@@ -172,9 +173,12 @@ def write_report(report: EvalReport, out_dir: str | os.PathLike) -> dict[str, Pa
     out.mkdir(parents=True, exist_ok=True)
     paths = {k: out / f for k, f in REPORT_FILES.items()}
     data = report_dict(report)
-    paths["json"].write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-    paths["markdown"].write_text(_markdown(report), encoding="utf-8")
-    with paths["csv"].open("w", newline="", encoding="utf-8") as handle:
+    with replaced(paths["json"]) as tmp:
+        tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    with replaced(paths["markdown"]) as tmp:
+        tmp.write_text(_markdown(report), encoding="utf-8")
+    with (replaced(paths["csv"]) as tmp,
+          tmp.open("w", newline="", encoding="utf-8") as handle):
         writer = csv.writer(handle)
         writer.writerow(["set", "task", "images", "psnr", "ssim", "paper_psnr", "paper_ssim",
                          "diff_psnr", "diff_ssim"])
@@ -186,7 +190,8 @@ def write_report(report: EvalReport, out_dir: str | os.PathLike) -> dict[str, Pa
                              _fmt(entry["psnr"], 4), _fmt(entry["ssim"], 5),
                              _fmt(paper.get("psnr"), 2), _fmt(paper.get("ssim"), 3),
                              _fmt(diff.get("psnr"), 4), _fmt(diff.get("ssim"), 5)])
-    with paths["per_image"].open("w", newline="", encoding="utf-8") as handle:
+    with (replaced(paths["per_image"]) as tmp,
+          tmp.open("w", newline="", encoding="utf-8") as handle):
         writer = csv.writer(handle)
         writer.writerow(["set", "task", "image", "psnr", "ssim", "seconds"])
         for s in report.sets:

@@ -62,19 +62,19 @@ class DFPIRConfig:
         if self.num_refinement_blocks < 0:
             raise ValueError("num_refinement_blocks must be >= 0, got "
                              f"{self.num_refinement_blocks}")
-        if len(self.num_blocks) != 4 or len(self.heads) != 4:
-            raise ValueError(
-                f"num_blocks and heads need 4 entries (one per level), got {self.num_blocks} "
-                f"and {self.heads}"
-            )
-        if any(n < 0 for n in self.num_blocks) or any(h < 1 for h in self.heads):
-            raise ValueError(f"num_blocks must be >= 0 and heads positive at every level, got "
-                             f"{self.num_blocks} and {self.heads}")
+        for name in ("num_blocks", "heads"):
+            if len(getattr(self, name)) != 4:
+                raise ValueError(f"{name} needs 4 entries (one per level), got "
+                                 f"{getattr(self, name)}")
+        if any(n < 0 for n in self.num_blocks):
+            raise ValueError(f"num_blocks must be >= 0 at every level, got {self.num_blocks}")
+        if any(h < 1 for h in self.heads):
+            raise ValueError(f"heads must be positive at every level, got {self.heads}")
         for level, heads in enumerate(self.heads):
             if (self.dim * 2**level) % heads:
                 raise ValueError(
-                    f"level {level + 1} has {self.dim * 2**level} channels, not divisible by "
-                    f"{heads} heads"
+                    f"heads: level {level + 1} has {self.dim * 2**level} channels, not "
+                    f"divisible by {heads} heads"
                 )
         if self.dim % 2:
             raise ValueError(f"dim must be even (Downsample halves it), got {self.dim}")

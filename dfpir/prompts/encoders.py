@@ -24,6 +24,7 @@ import torch
 from ..data.tasks import TASKS
 from ..errors import PromptError
 from ..models.checkpoint import load_failure
+from ..outputs import replaced
 from ..paths import not_a_file
 from .clip_weights import find_clip_weights
 
@@ -337,15 +338,14 @@ def save_prompt_table(
     describe = getattr(encoder, "describe", None)
     meta = describe() if describe is not None else {"encoder": encoder.name}
     meta.setdefault("torch", torch.__version__)
-    torch.save(
-        {
-            "sentences": list(sentences),
-            "embeddings": encoder.encode(list(sentences)),
-            "encoder": encoder.name,
-            "meta": {str(k): str(v) for k, v in meta.items()},
-        },
-        path,
-    )
+    table = {
+        "sentences": list(sentences),
+        "embeddings": encoder.encode(list(sentences)),
+        "encoder": encoder.name,
+        "meta": {str(k): str(v) for k, v in meta.items()},
+    }
+    with replaced(path) as tmp:  # a new file: never written through a link, never half
+        torch.save(table, tmp)
 
 
 def all_sentences() -> list[str]:

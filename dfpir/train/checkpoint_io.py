@@ -19,6 +19,7 @@ from ..models.checkpoint import (
     read_checkpoint,
     release_checkpoint,
 )
+from ..outputs import new_file_mode
 from .errors import CheckpointWriteError
 
 
@@ -36,6 +37,7 @@ def atomic_save(obj: Any, path: str | os.PathLike, go_on: str = "run the command
             torch.save(obj, f)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, new_file_mode())  # not tempfile's 0600
         os.replace(tmp, path)
     except (OSError, RuntimeError) as err:  # torch reports a short write as a RuntimeError
         raise CheckpointWriteError(_write_failure(path, err, go_on)) from err

@@ -22,6 +22,12 @@ from .errors import TrainingInterrupted
 logger = logging.getLogger(__name__)
 
 
+#: A second SIGTERM this soon after the first is the same request, not "stop at once": torchrun
+#: sends each worker its SIGTERM twice when it shuts the group down. (A second Ctrl-C is always
+#: meant: SIGINT has no such window.)
+SAME_REQUEST_S = 2.0
+
+
 class StopNow(KeyboardInterrupt):  # noqa: N818 (like KeyboardInterrupt)
     """A second SIGINT/SIGTERM: stop at once. A ``KeyboardInterrupt`` so that no ``except
     Exception`` holds it up; the atomic writes keep every checkpoint whole."""
@@ -52,6 +58,7 @@ class StopRequests:
         self.on_stall = on_stall  # called (signal, seconds waited) from the watching thread
         self._step_start: float | None = None  # when the step under way started
         self._watch: threading.Thread | None = None
+        self._signalled_at = 0.0
 
     @property
     def stopping(self) -> bool:
@@ -65,9 +72,13 @@ class StopRequests:
         self.agreed_signal = signal_number
 
     def on_signal(self, signum: int, _frame) -> None:
+        now = time.monotonic()
         if self.signal is not None:
+            if (signum == self.signal == signal.SIGTERM
+                    and now - self._signalled_at < SAME_REQUEST_S):
+                return  # the same request sent twice (torchrun signals its workers twice)
             raise StopNow(signum)
-        self.requested, self.signal = True, signum
+        self.requested, self.signal, self._signalled_at = True, signum, now
         logger.warning("%s: saving latest.pt at the next step boundary, then stopping (send "
                        "it again to stop at once)", signal.Signals(signum).name)
         if self.distributed and self.stall_s > 0 and self.on_stall is not None:

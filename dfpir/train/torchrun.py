@@ -52,14 +52,15 @@ def launch(argv: Sequence[str], prog: str = "dfpir torchrun") -> int:
             return 2
     try:
         run(args)
-    except ValueError as err:  # torchrun's checks of its options (e.g. --nproc_per_node abc)
-        print(f"error: {prog}: {err}", file=sys.stderr)
+    except (ValueError, AssertionError) as err:  # torchrun's checks of its options
+        # (--nproc_per_node abc: ValueError; 0, or --nnodes 2:1: AssertionError, maybe bare)
+        print(f"error: {prog}: {str(err) or 'torchrun refused its options (see --help)'}",
+              file=sys.stderr)
         return 2
     except SignalException as err:
         name = signal.Signals(err.sigval).name
-        print(f"torchrun: stopped by {name}, which it passed on to its workers (each saves "
-              f"latest.pt at its step boundary and stops; see their lines above)",
-              file=sys.stderr)
+        print(f"torchrun: stopped by {name}, which it passed on to its workers (their lines "
+              "above say what each saved)", file=sys.stderr)
         return 128 + int(err.sigval)
     except ChildFailedError as err:
         codes = [failure.exitcode for failure in err.failures.values()]
