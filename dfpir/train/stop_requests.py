@@ -59,6 +59,7 @@ class StopRequests:
         self._step_start: float | None = None  # when the step under way started
         self._watch: threading.Thread | None = None
         self._signalled_at = 0.0
+        self.from_other = False
 
     @property
     def stopping(self) -> bool:
@@ -70,6 +71,9 @@ class StopRequests:
         signal that asked, so that every rank exits with the status the signalled one does)."""
         self.agreed = self.requested = any_rank
         self.agreed_signal = signal_number
+        # asked by another rank before this one got a signal of its own (torchrun's SIGTERM
+        # to the others, once the signalled rank has exited, may come while this one saves)
+        self.from_other = self.from_other or (any_rank and self.signal is None)
 
     def on_signal(self, signum: int, _frame) -> None:
         now = time.monotonic()
@@ -141,9 +145,10 @@ class StopRequests:
 
     def interrupted(self, latest: Path, global_step: int, run_dir: Path) -> TrainingInterrupted:
         """The error that ends a stopped run (exit status 128 + the signal)."""
-        number = self.signal or self.agreed_signal
+        other = self.agreed_signal and (self.from_other or not self.signal)
+        number = self.agreed_signal if other else self.signal or self.agreed_signal
         by = signal.Signals(number).name if number else "a stop request"
-        where = "" if self.signal or not self.agreed_signal else " (on another rank)"
+        where = " (on another rank)" if other else ""
         return TrainingInterrupted(
             f"stopped by {by}{where}: {latest} holds global step {global_step}; continue with "
             f"--resume --run-dir {run_dir}", number)
