@@ -22,7 +22,6 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -30,6 +29,7 @@ import torch
 from torch import nn
 
 from ..models import DFPIR, DFPIRConfig
+from ..outputs import replaced
 
 __all__ = [
     "EXPORT_FORMAT",
@@ -184,13 +184,6 @@ def task_model_from_checkpoint(
     return TaskModel(net, meta).eval()
 
 
-def _atomic_target(path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(handle)
-    return Path(tmp)
-
-
 @torch.no_grad()
 def export_onnx(model: TaskModel, path: str | os.PathLike, opset: int = 18,
                 example_size: tuple[int, int] = (64, 64)) -> Path:
@@ -208,8 +201,8 @@ def export_onnx(model: TaskModel, path: str | os.PathLike, opset: int = 18,
     example = torch.rand(2, model.net.config.in_channels, *example_size)
     dims = {"image": {0: Dim("batch", min=1, max=1024), 2: Dim("height", min=5, max=65536),
                       3: Dim("width", min=5, max=65536)}}
-    tmp = _atomic_target(path)
-    try:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with replaced(path) as tmp:  # a new file renamed over the old: never half, never through
         torch.onnx.export(model, (example,), str(tmp), dynamo=True, external_data=False,
                           input_names=["image"], output_names=["restored"],
                           dynamic_shapes=dims, opset_version=opset, verbose=False)
@@ -221,9 +214,6 @@ def export_onnx(model: TaskModel, path: str | os.PathLike, opset: int = 18,
         proto.doc_string = (f"DFPIR restoring '{model.metadata.get('task', '?')}' with the prompt "
                             "folded into the weights; see dfpir.onnx_runtime")
         onnx.save(proto, str(tmp))
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
     return path
 
 
@@ -234,12 +224,9 @@ def export_safetensors(model: TaskModel, path: str | os.PathLike) -> Path:
 
     path = Path(path)
     tensors = {k: v.detach().cpu().contiguous() for k, v in model.net.state_dict().items()}
-    tmp = _atomic_target(path)
-    try:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with replaced(path) as tmp:
         save_file(tensors, str(tmp), metadata={k: str(v) for k, v in model.metadata.items()})
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
     return path
 
 
