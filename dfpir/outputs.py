@@ -248,12 +248,14 @@ def new_file_mode() -> int:
 
 
 @contextmanager
-def replaced(path: str | os.PathLike) -> Iterator[Path]:
+def replaced(path: str | os.PathLike, durable: bool = False) -> Iterator[Path]:
     """A temporary path beside ``path`` (same suffix, so writers that go by it still do) to
     write the new file to; renamed over ``path`` when the block ends without error, removed
     otherwise. An existing file of that name is replaced, never written through: another name
     of it (a hard link) or a link's target keeps its content, and a failed write leaves the
-    old file whole. The new file gets the usual permissions (0666 less the umask)."""
+    old file whole. The new file gets the usual permissions (0666 less the umask).
+    ``durable`` (checkpoints): the new file is flushed to the disk before the rename and the
+    rename after it, so a power cut leaves the old file or the new one, never a hole."""
     path = Path(path)
     fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem[:100]}.",
                                 suffix=f".tmp{path.suffix}")
@@ -261,8 +263,20 @@ def replaced(path: str | os.PathLike) -> Iterator[Path]:
     tmp = Path(name)
     try:
         yield tmp
+        if durable:
+            _fsync(tmp)
         os.chmod(tmp, new_file_mode())
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+    if durable:
+        _fsync(path.parent)
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

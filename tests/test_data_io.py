@@ -117,6 +117,22 @@ def test_uint16_written_as_16_bit_png(tmp_path):
         write_image(tmp_path / "w.jpg", image)
 
 
+def test_text_chunks_ride_along_at_8_and_16_bits_and_pixels_stay(tmp_path):
+    """``restore`` marks its results with a PNG text chunk; the 16-bit writer inserts it by
+    hand, so the file must stay a valid PNG with the same pixels."""
+    from dfpir.data.io import png_text
+
+    rng = np.random.default_rng(0)
+    for name, image in (("w8.png", rng.integers(0, 256, (9, 7, 3), dtype=np.uint8)),
+                        ("w16.png", rng.integers(0, 65536, (9, 7, 3), dtype=np.uint16)),
+                        ("g16.png", rng.integers(0, 65536, (9, 7), dtype=np.uint16))):
+        write_image(tmp_path / name, image, {"Software": "dfpir restore"})
+        assert png_text(tmp_path / name) == {"Software": "dfpir restore"}, name
+        np.testing.assert_array_equal(read_image_raw(tmp_path / name), image)
+    write_image(tmp_path / "plain.png", np.zeros((4, 4, 3), np.uint8))
+    assert png_text(tmp_path / "plain.png") == {} and png_text(tmp_path / "none.png") == {}
+
+
 def test_raw_keeps_alpha(tmp_path):
     rgba = np.zeros((3, 4, 4), np.uint8)
     rgba[..., 3] = 9

@@ -46,7 +46,7 @@ def _restore(ckpt: Path, source: Path, out: Path, *extra: str) -> int:
                          "--device", "cpu", *extra])
 
 
-def test_restore_into_its_own_folder_keeps_every_file(tmp_path, ckpt, capsys):
+def test_restore_into_its_own_folder_keeps_every_file(tmp_path, ckpt, capsys, caplog):
     """The hostile layout: a.jpg's natural output a_jpg.png is the user's own grey photo, and
     A.PNG folds onto a.png. Every original stays byte for byte; four new files are written."""
     folder = tmp_path / "photos"
@@ -61,10 +61,34 @@ def test_restore_into_its_own_folder_keeps_every_file(tmp_path, ckpt, capsys):
     new = sorted(set(after) - set(before))
     assert len(new) == 4, new
     assert f"restored 4 of 4 image(s) into {folder}" in capsys.readouterr().out
-    # a second run, now with --overwrite, replaces its earlier results but never an input
+    # a second run restores the photos, not the first run's results (their PNG says what
+    # they are): four more files; with --overwrite it replaces its earlier results instead
+    with caplog.at_level("INFO", logger="dfpir"):
+        assert _restore(ckpt, folder, folder) == 0
+    said = " ".join(r.getMessage() for r in caplog.records)
+    assert "4 image(s) of" in said and "results of an earlier dfpir restore" in said
+    assert f"restored 4 of 4 image(s) into {folder}" in capsys.readouterr().out
+    second = _digest(folder)
+    assert {k: second[k] for k in after} == after and len(second) == len(after) + 4
+    for name in set(second) - set(after):
+        (folder / name).unlink()
     assert _restore(ckpt, folder, folder, "--overwrite") == 0
     again = _digest(folder)
-    assert {k: again[k] for k in before} == before
+    assert {k: again[k] for k in before} == before and set(again) == set(after)
+
+
+def test_results_restored_elsewhere_are_photos_again(tmp_path, ckpt, capsys, caplog):
+    """Only a run into the results' own folder skips them: chaining two restorations (one
+    folder into another, then that into a third) restores every result."""
+    first, second = tmp_path / "first", tmp_path / "second"
+    write_image(tmp_path / "in" / "x.png", np.zeros((16, 16, 3), np.uint8))
+    assert _restore(ckpt, tmp_path / "in", first) == 0
+    with caplog.at_level("INFO", logger="dfpir"):
+        assert _restore(ckpt, first, second) == 0, capsys.readouterr().err
+    assert [p.name for p in second.iterdir()] == ["x.png"]
+    assert "earlier dfpir restore" not in caplog.text
+    assert _restore(ckpt, first, first) == 2  # nothing but results: one error line
+    assert "holds only results of an earlier dfpir restore" in capsys.readouterr().err
 
 
 def test_restore_output_names_skip_existing_files(tmp_path, ckpt, capsys):

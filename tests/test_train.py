@@ -202,7 +202,7 @@ def test_torchrun_two_processes_gloo(tmp_path):
     state = torch.load(tmp_path / "run" / "checkpoints" / "latest.pt", weights_only=True)
     assert state["progress"]["global_step"] == 2
     assert "stage1_epoch0001.pt" in ckpts
-    assert not list((tmp_path / "run" / "checkpoints").glob(".*.tmp"))
+    assert not list((tmp_path / "run" / "checkpoints").glob(".*.tmp*"))
 
 
 # ------------------------------------------------------------------ the release's options

@@ -203,7 +203,7 @@ def test_sigterm_saves_latest_and_exits_143_then_resume_finishes(tmp_path, monke
     assert "stopped by SIGTERM" in err and "--resume" in err
     step = load_training_state(latest)["progress"]["global_step"]
     assert step >= 1
-    assert not list(run_dir.glob("checkpoints/.*.tmp")) and not (run_dir / LOCK_NAME).exists()
+    assert not list(run_dir.glob("checkpoints/.*.tmp*")) and not (run_dir / LOCK_NAME).exists()
     # resuming (stored config, no --config) continues from there; SIGINT: 130
     original = Trainer._step
 
@@ -236,7 +236,7 @@ def test_second_signal_stops_at_once_and_a_signal_skips_validation(tmp_path, mon
     assert stop.value.exit_code == 130
     state = load_training_state(run_dir / "checkpoints" / "latest.pt")  # whole and readable
     assert state["progress"]["global_step"] == 2  # the third step never reached its save
-    assert not list(run_dir.glob("checkpoints/.*.tmp")) and not (run_dir / LOCK_NAME).exists()
+    assert not list(run_dir.glob("checkpoints/.*.tmp*")) and not (run_dir / LOCK_NAME).exists()
 
     # a signal during a validation skips it, saves, and stops with 128 + the signal
     trainer = Trainer(tiny_cfg("train.val_every=1"), tmp_path / "b")
@@ -308,7 +308,10 @@ def test_overwrite_temporaries_disk_full_and_restart_before_first_checkpoint(
     (run_dir / "notes.txt").write_text("mine")
     old_events = set(run_dir.glob("tensorboard/events.*"))
     assert (run_dir / "checkpoints" / "stage1_epoch0002.pt").exists() and old_events
-    (run_dir / "checkpoints" / ".latest.pt.x1.tmp").write_bytes(b"half")
+    (run_dir / "checkpoints" / ".latest.pt.x1.tmp").write_bytes(b"half")  # earlier versions
+    (run_dir / "checkpoints" / ".latest.x2.tmp.pt").write_bytes(b"half")
+    (run_dir / "export").mkdir(exist_ok=True)
+    (run_dir / "export" / ".weights.x3.tmp.safetensors").write_bytes(b"half")
 
     trainer = Trainer(short_cfg(1), run_dir, overwrite=True)
     assert (run_dir / "notes.txt").read_text() == "mine"  # not the trainer's: kept
@@ -329,7 +332,7 @@ def test_overwrite_temporaries_disk_full_and_restart_before_first_checkpoint(
     monkeypatch.undo()
     trainer.close()
     assert (run_dir / "checkpoints" / "latest.pt").read_bytes() == good
-    assert not list(run_dir.glob("checkpoints/.*.tmp"))
+    assert not list(run_dir.glob("checkpoints/.*.tmp*"))
 
     # a run killed before its first checkpoint: both messages say how to start it again
     (run_dir / "checkpoints" / "latest.pt").unlink()

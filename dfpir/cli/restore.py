@@ -98,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("give either --ckpt or --onnx, not both")
     if not args.onnx and not args.ckpt:
         raise ConfigError("give --ckpt CHECKPOINT (or --onnx FILE, a per-task export)")
-    inputs = collect_inputs(args.input)
+    inputs = collect_inputs(args.input, args.out)
     single = Path(args.input).is_file()
     outputs = output_paths(inputs, Path(args.out), single, compare=args.side_by_side,
                            overwrite=args.overwrite)

@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import logging
 import struct
+import zlib
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL.PngImagePlugin import PngInfo
 
 from ..outputs import replaced
 from ..paths import not_a_file
@@ -53,14 +56,36 @@ def read_png16(path: str | Path) -> np.ndarray:
     return imagecodecs.png_decode(Path(path).read_bytes())
 
 
-def write_png16(path: str | Path, array: np.ndarray) -> None:
-    """Write uint16 HxW or HxWxC (C = 1..4) as a 16-bit PNG (libpng through imagecodecs)."""
+def write_png16(path: str | Path, array: np.ndarray, text: Mapping[str, str] | None = None
+                ) -> None:
+    """Write uint16 HxW or HxWxC (C = 1..4) as a 16-bit PNG (libpng through imagecodecs), with
+    ``text`` as tEXt chunks after the header."""
     import imagecodecs
 
     pixels = np.ascontiguousarray(array)
     if pixels.dtype != np.uint16:
         raise ValueError(f"write_png16 expects uint16, got {pixels.dtype}")
-    Path(path).write_bytes(imagecodecs.png_encode(pixels))
+    data = imagecodecs.png_encode(pixels)
+    chunks = b"".join(_png_chunk(b"tEXt", key.encode("latin-1") + b"\0" + value.encode("latin-1"))
+                      for key, value in (text or {}).items())
+    end_of_header = 8 + 8 + 13 + 4  # signature, IHDR's length and type, its data, its CRC
+    Path(path).write_bytes(data[:end_of_header] + chunks + data[end_of_header:])
+
+
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def png_text(path: str | Path) -> dict[str, str]:
+    """The text chunks a PNG holds before its pixels ({} for other files and unreadable ones);
+    reads the header only."""
+    try:
+        with Image.open(path) as image:
+            if image.format != "PNG":
+                return {}
+            return {k: v for k, v in image.info.items() if isinstance(v, str)}
+    except (OSError, UnidentifiedImageError, ValueError):
+        return {}
 
 
 def is_image_file(path: str | Path) -> bool:
@@ -182,8 +207,9 @@ def _as_numpy_hwc(array: object) -> np.ndarray:
     return np.asarray(array)
 
 
-def write_image(path: str | Path, array: object) -> None:
-    """Write an image; creates parent folders.
+def write_image(path: str | Path, array: object, text: Mapping[str, str] | None = None
+                ) -> None:
+    """Write an image; creates parent folders. ``text``: PNG text chunks (say who wrote it).
 
     ``array`` is numpy HxW or HxWxC (C = 1..4) as float in [0, 1] (clipped, rounded to 8-bit),
     uint8, or uint16 (PNG only, written as 16-bit); a torch tensor is taken as CHW (or 1xCxHxW).
@@ -206,12 +232,17 @@ def write_image(path: str | Path, array: object) -> None:
     try:
         with replaced(path) as tmp:  # a new file: never written through a link to another
             if pixels.dtype == np.uint16:
-                write_png16(tmp, pixels)
+                write_png16(tmp, pixels, text)
             elif path.suffix.lower() in (".jpg", ".jpeg"):
                 Image.fromarray(np.ascontiguousarray(pixels)).convert("RGB").save(
                     tmp, quality=95)
             else:
-                Image.fromarray(np.ascontiguousarray(pixels)).save(tmp)
+                info = None
+                if text and path.suffix.lower() == ".png":
+                    info = PngInfo()
+                    for key, value in text.items():
+                        info.add_text(key, value)
+                Image.fromarray(np.ascontiguousarray(pixels)).save(tmp, pnginfo=info)
     except OSError as err:  # a full disk fails the write with no file name: name it
         err.filename = str(path) if not err.filename or ".tmp" in str(err.filename) else \
             err.filename

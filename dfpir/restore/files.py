@@ -29,7 +29,7 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 
 from ..config import ExperimentConfig
 from ..data import DataError, read_image_raw, write_image
-from ..data.io import is_image_file
+from ..data.io import is_image_file, png_text
 from ..outputs import (
     check_name_lengths,
     claim_file,
@@ -44,6 +44,7 @@ from .inference import restore
 
 __all__ = [
     "PreparedImage",
+    "RESULT_TEXT",
     "RestoreSummary",
     "collect_inputs",
     "finish_image",
@@ -158,12 +159,20 @@ def side_by_side(before: np.ndarray, after: np.ndarray, gap: int = 8) -> np.ndar
 # ------------------------------------------------------------------ files
 
 
-def collect_inputs(path: str | os.PathLike) -> list[Path]:
+#: The PNG text chunk ``restore`` writes into its results, so that a second run into the same
+#: folder can tell them from the photos.
+RESULT_TEXT = {"Software": "dfpir restore"}
+
+
+def collect_inputs(path: str | os.PathLike, out: str | os.PathLike | None = None
+                   ) -> list[Path]:
     """The image files to restore: ``path`` itself, or the image files in the folder
     ``path`` (not its sub-folders), sorted; the other files of the folder (and entries that
     are no files: broken links, FIFOs) are named in a note,
     and an animated image given alone gets a note that only its first frame is restored.
-    Raises ``DataError`` when there are none."""
+    When ``out`` is the folder itself, the results an earlier ``restore`` wrote there (their
+    PNG says so, ``RESULT_TEXT``) are skipped with a note: a second run restores the photos,
+    not the first run's results. Raises ``DataError`` when there are none."""
     path = Path(path)
     if path.is_dir():
         visible = sorted(p for p in path.iterdir() if not p.name.startswith("."))
@@ -173,12 +182,21 @@ def collect_inputs(path: str | os.PathLike) -> list[Path]:
         unreadable = [p.name for p in visible if not p.is_dir() and not p.is_file()]
         if unreadable:  # broken or looping links, FIFOs, sockets
             logger.info("note: %d entr(ies) of %s skipped, not files (links to nothing or that "
-                        "loop, FIFOs...): %s", len(unreadable), path,
-                        ", ".join(unreadable[:5]) + (" ..." if len(unreadable) > 5 else ""))
+                        "loop, FIFOs...): %s", len(unreadable), path, _some(unreadable))
         if others:
             logger.info("note: %d file(s) of %s skipped, not PNG/JPEG/BMP/TIFF/WebP images: %s",
-                        len(others), path, ", ".join(others[:5]) + (" ..." if len(others) > 5
-                                                                     else ""))
+                        len(others), path, _some(others))
+        if out is not None and Path(out).is_dir() and Path(out).samefile(path):
+            earlier = [p for p in files if _is_result(p)]
+            if earlier:
+                logger.info("note: %d image(s) of %s skipped: results of an earlier dfpir "
+                            "restore into this folder (their PNG says so): %s; to restore one "
+                            "again, give it as --input", len(earlier), path,
+                            _some([p.name for p in earlier]))
+                files = [p for p in files if p not in earlier]
+                if not files:
+                    raise DataError(f"folder {path} holds only results of an earlier dfpir "
+                                    "restore; give one as --input to restore it again")
         if not files:
             raise DataError(f"no image files in folder {path}")
         return files
@@ -190,6 +208,15 @@ def collect_inputs(path: str | os.PathLike) -> list[Path]:
         logger.info("note: %s has %d frames (an animation): only the first is restored",
                     path, frames)
     return [path]
+
+
+def _some(names: Sequence[str]) -> str:
+    return ", ".join(names[:5]) + (" ..." if len(names) > 5 else "")
+
+
+def _is_result(path: Path) -> bool:
+    text = png_text(path)
+    return all(text.get(key) == value for key, value in RESULT_TEXT.items())
 
 
 def _frame_count(path: Path) -> int:
@@ -307,11 +334,11 @@ def restore_paths(
                 if rgb is None:
                     summary.skipped.append(source)
                     continue
-                write_image(target, finish_image(rgb, prepared))
+                write_image(target, finish_image(rgb, prepared), RESULT_TEXT)
                 summary.written.append(target)
                 if compare:
                     preview = target.with_name(f"{target.stem}_side_by_side.png")
-                    write_image(preview, side_by_side(prepared.rgb, rgb))
+                    write_image(preview, side_by_side(prepared.rgb, rgb), RESULT_TEXT)
                     summary.written.append(preview)
             except torch.cuda.OutOfMemoryError:
                 torch.cuda.empty_cache()

@@ -6,7 +6,6 @@ import errno
 import os
 import random
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -19,31 +18,23 @@ from ..models.checkpoint import (
     read_checkpoint,
     release_checkpoint,
 )
-from ..outputs import new_file_mode
+from ..outputs import replaced
 from .errors import CheckpointWriteError
 
 
 def atomic_save(obj: Any, path: str | os.PathLike, go_on: str = "run the command again"
                 ) -> None:
     """``torch.save`` to a temporary file in the same folder, flushed to disk, then renamed over
-    ``path``: a crash mid-write never leaves a truncated checkpoint behind. A failed write (disk
+    ``path`` (``outputs.replaced``): a crash mid-write never leaves a truncated checkpoint behind. A failed write (disk
     full, ...) raises ``CheckpointWriteError`` and leaves the previous ``path`` as it was; its
     message ends with ``go_on``, the caller's advice on how to go on after freeing space."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, new_file_mode())  # not tempfile's 0600
-        os.replace(tmp, path)
+        with replaced(path, durable=True) as tmp:
+            torch.save(obj, tmp)
     except (OSError, RuntimeError) as err:  # torch reports a short write as a RuntimeError
         raise CheckpointWriteError(_write_failure(path, err, go_on)) from err
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
 
 
 def _write_failure(path: Path, err: BaseException, go_on: str) -> str:
@@ -118,5 +109,6 @@ def export_weights(model: torch.nn.Module, out_dir: str | os.PathLike, epoch: in
     release = out_dir / EXPORT_FILES[0]
     atomic_save(release_checkpoint(model, epoch), release)
     tensors = out_dir / EXPORT_FILES[1]
-    save_file({k: v.detach().cpu().contiguous() for k, v in state.items()}, str(tensors))
+    with replaced(tensors) as tmp:
+        save_file({k: v.detach().cpu().contiguous() for k, v in state.items()}, str(tmp))
     return {"release": release, "safetensors": tensors}

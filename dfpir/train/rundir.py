@@ -153,12 +153,15 @@ OWNED_FILES = (
     CHANGES_NAME,
     "final_results.md",
     "comparison.png",
-    "checkpoints/.*.tmp",
     "tensorboard/events.out.tfevents.*",
     "export/release_layout.pth",
     "export/weights.safetensors",
-    "export/.*.tmp",
 )
+
+#: Temporary files of writes a kill interrupted (``outputs.replaced``: ``.<stem>.<random>.tmp
+#: <suffix>``; runs of earlier versions left ``.<name>.<random>.tmp``).
+TEMPORARY_FILES = ("checkpoints/.*.tmp.pt", "checkpoints/.*.tmp", "export/.*.tmp.pth",
+                   "export/.*.tmp.safetensors", "export/.*.tmp")
 
 
 def checkpoint_names(run_dir: Path) -> re.Pattern[str]:
@@ -185,10 +188,11 @@ def clear_owned_files(run_dir: Path) -> list[Path]:
 
 
 def owned_files(run_dir: Path) -> list[Path]:
-    """The files in ``run_dir`` a training wrote: ``OWNED_FILES`` and its checkpoints."""
+    """The files in ``run_dir`` a training wrote: ``OWNED_FILES``, its checkpoints and the
+    temporary files of interrupted writes."""
     ours = checkpoint_names(run_dir)
     found = [p for p in sorted(run_dir.glob("checkpoints/*.pt")) if ours.fullmatch(p.name)]
-    for pattern in OWNED_FILES:
+    for pattern in (*OWNED_FILES, *TEMPORARY_FILES):
         found += sorted(run_dir.glob(pattern))
     return [p for p in found if p.is_file()]
 
@@ -237,10 +241,10 @@ def drop_set_aside(run_dir: Path) -> None:
 
 
 def remove_stale_temporaries(run_dir: Path) -> list[Path]:
-    """Delete ``.<name>.*.tmp`` files left by writes that a kill interrupted (the lock is held,
+    """Delete the ``TEMPORARY_FILES`` left by writes that a kill interrupted (the lock is held,
     so none of them is being written)."""
     removed = []
-    for pattern in ("checkpoints/.*.tmp", "export/.*.tmp", f".{LOCK_NAME}.*"):
+    for pattern in (*TEMPORARY_FILES, f".{LOCK_NAME}.*"):
         for path in run_dir.glob(pattern):
             path.unlink(missing_ok=True)
             removed.append(path)
