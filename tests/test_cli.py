@@ -99,7 +99,11 @@ def test_eval_bad_device_and_missing_checkpoint(tmp_path, capsys, tiny_checkpoin
 def test_prepare_takes_set_like_the_others(tmp_path, capsys):
     assert dfpir(["prepare", "--check", "--preset", "three_task",
                   "--set", f"data.data_root={tmp_path / 'nowhere'}"]) == 1
-    assert str(tmp_path / "nowhere" / "Train") in capsys.readouterr().out
+    said = capsys.readouterr().out
+    assert str(tmp_path / "nowhere" / "Train") in said
+    # said once at the top, not as thousands of listed files missing under each absent folder
+    assert said.startswith(f"PROBLEM: the data root {tmp_path / 'nowhere'} is not a folder")
+    assert "files listed in" not in said
     assert dfpir(["prepare", "--check", "--preset", "three_task",
                   "--data-root", str(tmp_path / "alias")]) == 1
     assert str(tmp_path / "alias") in capsys.readouterr().out

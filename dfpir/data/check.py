@@ -9,6 +9,7 @@ never raises on bad data; ``DataCheckReport.ok`` says whether training can start
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 from .build import resolve_list_file, resolve_path
 from .builtin import load_builtin_image
@@ -44,6 +45,7 @@ class DataCheckReport:
     """All set checks of a config; ``format()`` renders the text ``prepare_data.py`` prints."""
 
     sets: list[SetCheck] = field(default_factory=list)
+    missing_root: str = ""  # the config's data root, when it is not a folder
 
     @property
     def ok(self) -> bool:
@@ -55,6 +57,10 @@ class DataCheckReport:
 
     def format(self, max_problems: int = 20) -> str:
         lines = []
+        if self.missing_root:
+            lines.append(f"PROBLEM: the data root {self.missing_root} is not a folder (relative "
+                         f"to {Path.cwd()}): put the datasets there (README, Data and weights) "
+                         "or give --data-root PATH")
         for s in self.sets:
             unit = "images" if s.task.startswith("denoise") and s.kind != "builtin" else "pairs"
             lines.append(f"[{s.kind}] {s.name} (task {s.task}): {s.pairs} {unit}")
@@ -151,6 +157,8 @@ def check_data(cfg: DataConfig, decode: bool = False) -> DataCheckReport:
     data. ``decode=True`` decodes every image (slow) instead of reading headers only."""
     validate_data_config(cfg)
     report = DataCheckReport()
+    if cfg.data_root and not Path(cfg.data_root).is_dir() and (cfg.train_tasks or cfg.test_sets):
+        report.missing_root = cfg.data_root
     done: dict[tuple, SetCheck] = {}  # the three denoise tasks share their folder: check once
 
     def check_item(kind: str, name: str, roots: list[str], item, patch_size: int) -> SetCheck:

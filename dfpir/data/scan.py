@@ -294,7 +294,7 @@ def scan_task_folders(
         result.problems.append(
             f"unknown list_missing {list_missing!r}; expected one of {LIST_MISSING_MODES}")
         return result
-    if list_file:
+    if list_file and any(Path(r).is_dir() for r in roots):  # no root: its list says nothing
         entries = _read_list_file(list_file, result)
         selected = _select_listed(entries, keyed, candidates, unpaired, list_file, result,
                                   list_missing)
