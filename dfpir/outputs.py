@@ -15,7 +15,7 @@ from __future__ import annotations
 import errno
 import os
 import tempfile
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Literal
@@ -28,6 +28,7 @@ __all__ = [
     "claim_file",
     "claim_names",
     "free_folder",
+    "refuse_inputs",
     "place_key",
     "place_keys",
     "new_file_mode",
@@ -136,13 +137,15 @@ def writing_to(path: str | os.PathLike, flag: str) -> Iterator[None]:
 
 
 def claim_file(path: str | os.PathLike, flag: str, overwrite: bool = False,
-               suffix: str | None = None) -> Path:
+               suffix: str | None = None, inputs: Mapping[str, object] | None = None) -> Path:
     """A result file the user named: checked as ``check_output_place`` does, with the ending
-    ``suffix`` when given, and refused when it exists unless ``overwrite``."""
+    ``suffix`` when given, and refused when it exists unless ``overwrite``, and always when it
+    is one of the command's ``inputs`` ({flag: path}) under any name."""
     path = Path(path)
     if suffix is not None and path.suffix.lower() != suffix:
         raise OutputPlaceError(f"{flag} {path}: expected a file name ending in {suffix}")
     check_output_place(path, "file", flag)
+    refuse_inputs(path, flag, inputs)
     if (path.exists() or path.is_symlink()) and not overwrite:
         what = "is a symbolic link to nothing" if not path.exists() else "exists"
         raise OutputPlaceError(f"{flag} {path} {what}; give --overwrite to replace it (the "
@@ -151,11 +154,14 @@ def claim_file(path: str | os.PathLike, flag: str, overwrite: bool = False,
 
 
 def claim_names(folder: str | os.PathLike, names: Iterable[str], flag: str,
-                overwrite: bool = False) -> Path:
+                overwrite: bool = False, inputs: Mapping[str, object] | None = None) -> Path:
     """A results folder with fixed file names: checked as ``check_output_place`` does, and
-    refused when it already holds one of ``names`` unless ``overwrite``, and when one of them
-    is there but not a file (which ``overwrite`` cannot replace)."""
+    refused when it already holds one of ``names`` unless ``overwrite``, when one of them
+    is there but not a file (which ``overwrite`` cannot replace), and when one of them is one
+    of the command's ``inputs`` ({flag: path}) under any name."""
     folder = check_output_place(folder, "dir", flag)
+    for name in names:
+        refuse_inputs(folder / name, flag, inputs)
     held = sorted(n for n in names if (folder / n).exists() or (folder / n).is_symlink())
     for name in held:  # not even --overwrite replaces a folder (or a FIFO...) by a file
         if not (folder / name).is_file():
@@ -167,6 +173,18 @@ def claim_names(folder: str | os.PathLike, names: Iterable[str], flag: str,
                                + (" ..." if len(held) > 4 else "")
                                + "; give --overwrite to replace them, or another folder")
     return folder
+
+
+def refuse_inputs(path: Path, flag: str, inputs: Mapping[str, object] | None) -> None:
+    """Raise ``OutputPlaceError`` when the result ``path`` is one of ``inputs`` ({flag: path,
+    None for an input not given}) under any name (itself, a link, a hard link): not even
+    ``--overwrite`` replaces what the command reads."""
+    keys = set(place_keys(path))
+    for input_flag, source in (inputs or {}).items():
+        if source is not None and keys & set(place_keys(Path(str(source)))):
+            raise OutputPlaceError(f"{flag} {path} is the {input_flag} file {source} itself "
+                                   "(or another name of it, a link); --overwrite never "
+                                   "replaces an input: choose another name")
 
 
 def free_folder(path: str | os.PathLike) -> Path:

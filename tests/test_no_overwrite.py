@@ -23,6 +23,7 @@ from dfpir.errors import OutputPlaceError
 from dfpir.models import DFPIR
 from dfpir.outputs import free_folder, unique_path
 
+ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
@@ -165,6 +166,37 @@ def test_export_refuses_existing_files(tmp_path, ckpt, capsys):
     assert "ending in .onnx" in capsys.readouterr().err
     assert not (tmp_path / "x.png").exists()
     assert (folder / "weights.safetensors").read_bytes() == b"mine"
+
+
+def test_no_output_is_the_checkpoint_it_reads_even_with_overwrite(tmp_path, ckpt, capsys):
+    """The hostile layouts: the checkpoint kept in the export folder under the release name,
+    exported onto itself as ONNX, a classifier written over it, a hard link of it as output."""
+    from dfpir.cli.train_classifier import main as classifier_main
+
+    folder = tmp_path / "rel"
+    folder.mkdir()
+    held = folder / "release_layout.pth"
+    held.write_bytes(ckpt.read_bytes())
+    renamed = tmp_path / "ck.onnx"
+    renamed.write_bytes(ckpt.read_bytes())
+    linked = tmp_path / "linked.safetensors"
+    linked.hardlink_to(ckpt)
+    digest = hashlib.sha256(ckpt.read_bytes()).hexdigest()
+    cases = [
+        (export_main, ["--ckpt", str(held), "--out", str(folder), "--overwrite"], held),
+        (export_main, ["--ckpt", str(renamed), "--task", "derain", "--onnx", str(renamed),
+                       "--overwrite"], renamed),
+        (export_main, ["--ckpt", str(ckpt), "--task", "derain", "--safetensors", str(linked),
+                       "--overwrite"], linked),
+        (classifier_main, ["--config", str(ROOT / "configs" / "demo.yaml"), "--ckpt", str(ckpt), "--out",
+                           str(linked), "--overwrite"], linked),
+    ]
+    for main, argv, kept in cases:
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and "itself" in err and err.count("\n") == 1, err
+        assert hashlib.sha256(kept.read_bytes()).hexdigest() == digest, argv
+    assert sorted(p.name for p in folder.iterdir()) == ["release_layout.pth"]
 
 
 def test_figures_refuse_existing_figure_files(tmp_path, ckpt, capsys):

@@ -95,3 +95,34 @@ def test_trained_tasks_from_the_stored_config_else_the_recorded_orders():
     recorded = SimpleNamespace(stored_config=None, orders={"names": ["derain"]})
     assert trained_tasks(recorded) == ["derain"]
     assert trained_tasks(SimpleNamespace(stored_config=None, orders=None)) is None  # release
+
+
+def test_restore_counts_the_files_it_wrote_when_a_side_by_side_fails(
+        tmp_path, capsys, monkeypatch):
+    """Disk full after an image's own result was written (its side-by-side failed): the count
+    says the files that are there, and each failure says its result was written."""
+    import numpy as np
+
+    import dfpir.restore.files as files
+    from dfpir.cli.restore import main as restore_main
+    from dfpir.data import write_image
+
+    ckpt = save_tiny(tmp_path / "tiny.pt")
+    for name in ("a", "b"):
+        write_image(tmp_path / "in" / f"{name}.png", np.full((16, 16, 3), 0.5, np.float32))
+    real = files.write_image
+
+    def full_for_previews(path, *args, **kwargs):
+        if path.stem.endswith("_side_by_side"):
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(files, "write_image", full_for_previews)
+    out = tmp_path / "out"
+    assert restore_main(["--ckpt", str(ckpt), "-i", str(tmp_path / "in"), "-o", str(out),
+                         "-d", "derain", "--side-by-side", "--no-progress"]) == 1
+    said = capsys.readouterr()
+    assert f"restored 0 of 2 image(s) into {out} (2 file(s) written)" in said.out
+    for name in ("a.png", "b.png"):
+        assert f"the restored image itself was written: {out / name}" in said.err
+    assert sorted(p.name for p in out.iterdir()) == ["a.png", "b.png"]

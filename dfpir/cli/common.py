@@ -10,7 +10,9 @@ from __future__ import annotations
 import argparse
 import errno
 import logging
+import signal
 import sys
+import threading
 from collections.abc import Callable, Sequence
 
 from ..errors import DfpirError
@@ -105,17 +107,44 @@ def setup_cli_logging() -> None:
     package.setLevel(logging.INFO)
 
 
+class Stopped(KeyboardInterrupt):  # noqa: N818 (like KeyboardInterrupt)
+    """SIGTERM (what ``kill`` and a cluster's scheduler send) during a command: raised like
+    Ctrl-C's ``KeyboardInterrupt``, so that the command stops the same way (temporary files
+    removed, what was written said) instead of vanishing mid-write."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def _raise_stopped(signum: int, _frame: object) -> None:
+    raise Stopped(signum)
+
+
 def run_cli(parser: argparse.ArgumentParser, run: Callable[[argparse.Namespace], int],
-            argv: Sequence[str] | None = None) -> int:
+            argv: Sequence[str] | None = None, sigterm_stops: bool = True) -> int:
     """Parse ``argv``, run the command and turn a ``DfpirError`` into ``error: ...`` and exit
-    status 2 (a traceback only with ``--debug``). Returns the exit status."""
+    status 2 (a traceback only with ``--debug``). Ctrl-C, and SIGTERM when ``sigterm_stops``
+    (training has its own stop: it saves first), end the command with one ``stopped`` line
+    and 128 + the signal, no traceback. Returns the exit status."""
     if not any("--debug" in action.option_strings for action in parser._actions):
         parser.add_argument("--debug", action="store_true",
                             help="show the traceback of user errors too")
     args = parser.parse_args(argv)
     setup_cli_logging()
+    previous = None
+    if (sigterm_stops and threading.current_thread() is threading.main_thread()
+            and signal.getsignal(signal.SIGTERM) == signal.SIG_DFL):
+        previous = signal.signal(signal.SIGTERM, _raise_stopped)
     try:
         return int(run(args) or 0)
+    except KeyboardInterrupt as err:
+        if args.debug or not isinstance(err, Stopped) and type(err) is not KeyboardInterrupt:
+            raise  # training's own stops (StopNow) are its to report
+        signum = getattr(err, "signum", signal.SIGINT)
+        name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
+        print(f"stopped ({name})", file=sys.stderr)
+        return 128 + signum
     except DfpirError as err:
         if args.debug:
             raise
@@ -129,6 +158,9 @@ def run_cli(parser: argparse.ArgumentParser, run: Callable[[argparse.Namespace],
         print(f"error: {shown}: the name is longer than the file system allows (usually 255 "
               "bytes a name, 4096 a path); choose a shorter one", file=sys.stderr)
         return 2
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 def user_message(err: BaseException) -> str:

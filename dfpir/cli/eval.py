@@ -93,7 +93,8 @@ def results_folder(out: str | None, ckpt: str, overwrite: bool = False) -> Path:
         run = path.parent.parent.name if path.parent.name == "checkpoints" else ""
         name = (f"eval_{run[:100]}_{path.stem[:100]}" if run else f"eval_{path.stem[:200]}")
         return check_output_place(free_folder(Path("results") / name), "dir", "--out")
-    folder = claim_names(out, REPORT_FILES.values(), "--out", overwrite=True)
+    folder = claim_names(out, REPORT_FILES.values(), "--out", overwrite=True,
+                         inputs={"--ckpt": ckpt})
     if folder.is_dir() and any(folder.iterdir()) and not overwrite:
         raise OutputPlaceError(f"--out {folder} already holds files; give --overwrite to write "
                                "the results into it, or another --out")

@@ -61,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
     if not args.out:
         raise ConfigError("give --out FOLDER, or --task NAME with --onnx FILE and/or "
                           "--safetensors FILE")
-    claim_names(args.out, EXPORT_FILES, "--out", args.overwrite)
+    claim_names(args.out, EXPORT_FILES, "--out", args.overwrite, inputs=_inputs(args))
     ckpt = read_checkpoint(args.ckpt)
     if stored_model_config(ckpt) is None:
         raise CheckpointError(f"{args.ckpt} holds no config: not written by scripts/train.py")
@@ -74,13 +74,17 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _inputs(args: argparse.Namespace) -> dict[str, str | None]:
+    return {"--ckpt": args.ckpt, "--config": args.config}
+
+
 def _task_export(args: argparse.Namespace) -> int:
     """``--onnx``/``--safetensors``: everything is checked before a file is written."""
     targets = [(flag, target, suffix) for flag, target, suffix in (
         ("--onnx", args.onnx, ".onnx"), ("--safetensors", args.safetensors, ".safetensors"))
         if target]
     for flag, target, suffix in targets:
-        claim_file(target, flag, args.overwrite, suffix=suffix)
+        claim_file(target, flag, args.overwrite, suffix=suffix, inputs=_inputs(args))
     if args.onnx and importlib.util.find_spec("onnx") is None:
         raise ConfigError("--onnx needs the onnx extra: pip install -e \".[onnx]\"")
     model = task_model_from_checkpoint(args.ckpt, args.task, args.prompt, args.config,

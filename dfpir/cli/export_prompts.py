@@ -44,7 +44,8 @@ def run(args: argparse.Namespace) -> int:
         if not sentence.strip():
             raise PromptError("--sentence is empty; a prompt needs words (restore -p refuses an "
                               "empty one)")
-    claim_file(args.out, "--out", args.overwrite, suffix=".pt")
+    claim_file(args.out, "--out", args.overwrite, suffix=".pt",
+               inputs={"--clip-weights": args.clip_weights})
     encoder = build_encoder(PromptConfig(encoder=args.encoder, clip_weights=args.clip_weights,
                                          clip_precision=args.precision,
                                          clip_device=args.device))

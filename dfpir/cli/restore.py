@@ -175,7 +175,12 @@ def _report(summary, count: int, where: Path, clean: Sequence[Path] = ()) -> int
     """Print what was restored, left as it is (looks clean), skipped (unsure) and failed; the
     exit status (a clean image left as it is is not a failure)."""
     done = count - len(summary.failed) - len(summary.skipped)
-    print(f"restored {done} of {count} image(s) into {where}")
+    files = len(summary.written)
+    if not files:
+        print(f"restored {done} of {count} image(s); nothing written")
+    else:
+        print(f"restored {done} of {count} image(s) into {where}"
+              + (f" ({files} file(s) written)" if files != done else ""))
     unsure = [p for p in summary.skipped if p not in clean]
     if clean:
         print(f"{len(clean)} left as they are (they look clean; nothing written for them): "

@@ -99,7 +99,7 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
     """``dfpir train``: 0; 2 with ``error: ...`` for a bad config, device, data folder, prompt
     encoder, run directory in use or already holding a run, a diverged loss, an unusable
     checkpoint or a full disk; 130/143 when stopped by SIGINT/SIGTERM after saving."""
-    code = run_cli(build_parser(prog), run, argv)
+    code = run_cli(build_parser(prog), run, argv, sigterm_stops=False)  # the trainer's own
     if "TORCHELASTIC_RUN_ID" in os.environ:  # a torchrun worker: its work is on disk
         # Leave without the interpreter's teardown: with the gloo group's threads and the
         # daemon threads still there, it sometimes ended a worker that had saved and

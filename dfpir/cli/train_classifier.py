@@ -49,7 +49,8 @@ def run(args: argparse.Namespace) -> int:
             raise ClassifierError(f"{args.ckpt} is a bare state dict, which has no room for a "
                                   "classifier; write it beside with --out FILE")
     if args.out is not None:
-        claim_file(args.out, "--out", args.overwrite)
+        claim_file(args.out, "--out", args.overwrite,
+                   inputs={"--ckpt": args.ckpt, "--config": args.config})
     classifier = train_classifier(cfg)
     state = classifier.to_state()
     if args.out is not None:

@@ -182,7 +182,7 @@ def main(argv: Sequence[str] | None = None, keep_memory: bool = False,
     def run_figures(args: argparse.Namespace) -> int:
         commands = COMMANDS if args.command == "all" else (args.command,)
         claim_names(args.out, [f for c in commands for f in FIGURE_FILES[c]], "--out",
-                    args.overwrite)
+                    args.overwrite, inputs={"--ckpt": args.ckpt, "--config": args.config})
         if args.threads:
             torch.set_num_threads(args.threads)
         if keep_memory and not str(args.device).startswith("cuda"):

@@ -324,34 +324,43 @@ def restore_paths(
     summary = RestoreSummary()
     bar = tqdm(list(zip(inputs, outputs, strict=True)), desc="restoring", unit="img",
                disable=not progress or len(inputs) < 2, file=sys.stderr, dynamic_ncols=True)
+
+    def fail(source: Path, target: Path, message: str) -> None:
+        if target in summary.written:  # its side-by-side failed: say what is there
+            message += f" (the restored image itself was written: {target})"
+        logger.error("failed: %s: %s", source, message)
+        summary.failed.append((source, message))
+
     with logging_redirect_tqdm(loggers=[logging.getLogger("dfpir")]):
         for source, target in bar:
             try:
                 prepared = prepare_image(read_image_raw(source))
-                for note in prepared.notes:
-                    logger.info("%s: %s", source.name, note)
                 rgb = run(source, prepared)
                 if rgb is None:
                     summary.skipped.append(source)
                     continue
                 write_image(target, finish_image(rgb, prepared), RESULT_TEXT)
                 summary.written.append(target)
+                for note in prepared.notes:  # said of what was written
+                    logger.info("%s: %s", source.name, note)
                 if compare:
                     preview = target.with_name(f"{target.stem}_side_by_side.png")
                     write_image(preview, side_by_side(prepared.rgb, rgb), RESULT_TEXT)
                     summary.written.append(preview)
+            except KeyboardInterrupt:  # Ctrl-C, or SIGTERM (dfpir.cli.common.run_cli)
+                done = sum(o in summary.written for o in outputs)
+                logger.warning("stopped at %s: %d of %d image(s) restored before the stop, %d "
+                               "file(s) written (each whole); the others not started",
+                               source.name, done, len(inputs), len(summary.written))
+                raise
             except torch.cuda.OutOfMemoryError:
                 torch.cuda.empty_cache()
-                message = "out of GPU memory; try --tile 512 (or smaller)"
-                logger.error("failed: %s: %s", source, message)
-                summary.failed.append((source, message))
+                fail(source, target, "out of GPU memory; try --tile 512 (or smaller)")
             except (DataError, OSError, ValueError) as err:
-                logger.error("failed: %s: %s", source, err)
-                summary.failed.append((source, str(err)))
+                fail(source, target, str(err))
             except (MemoryError, RuntimeError) as err:  # CPU out of memory, or a per-image fault
                 out_of_memory = isinstance(err, MemoryError) or "memory" in str(err).lower()
-                message = (f"out of memory ({type(err).__name__}); try --tile 512 (or smaller)"
-                           if out_of_memory else f"{type(err).__name__}: {err}")
-                logger.error("failed: %s: %s", source, message)
-                summary.failed.append((source, message))
+                fail(source, target,
+                     f"out of memory ({type(err).__name__}); try --tile 512 (or smaller)"
+                     if out_of_memory else f"{type(err).__name__}: {err}")
     return summary

@@ -1,0 +1,51 @@
+"""A command other than training stopped by Ctrl-C or SIGTERM (kill, a scheduler): one
+``stopped`` line, 128 + the signal, no traceback, every file it wrote whole and counted."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+from conftest import tiny_config
+
+from dfpir.config import ExperimentConfig
+from dfpir.data import read_image, write_image
+from dfpir.models import DFPIR
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_folder_restore_stopped_midway_says_what_it_wrote(tmp_path, signum):
+    cfg = ExperimentConfig(model=tiny_config())
+    ckpt = tmp_path / "tiny.pt"
+    torch.save({"model": DFPIR(cfg.model).state_dict(),
+                "config": {"model": cfg.model.__dict__ | {}}}, ckpt)
+    photos, out = tmp_path / "photos", tmp_path / "out"
+    rng = np.random.default_rng(0)
+    for i in range(400):
+        write_image(photos / f"{i:03d}.png", rng.integers(0, 256, (48, 48, 3), dtype=np.uint8))
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "dfpir", "restore", "--ckpt", str(ckpt), "-i", str(photos),
+         "-o", str(out), "-d", "derain", "--no-progress", "--set", "prompts.encoder=hashed",
+         "--device", "cpu"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        deadline = time.time() + 120
+        while len(list(out.glob("*.png"))) < 3 and time.time() < deadline:
+            time.sleep(0.05)
+        proc.send_signal(signum)
+        stdout, stderr = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 128 + signum, stderr
+    assert "Traceback" not in stderr and "stopped (" in stderr.splitlines()[-1], stderr
+    written = sorted(out.iterdir())
+    assert 3 <= len(written) < 400 and all(p.suffix == ".png" for p in written)  # no temporary
+    assert f"{len(written)} of 400 image(s) restored before the stop" in stderr, stderr
+    for path in written:  # each whole
+        assert read_image(path).shape == (48, 48, 3)
