@@ -110,13 +110,13 @@ def check_output_place(path: str | os.PathLike, kind: Literal["dir", "file"], fl
             os.fsync(probe.fileno())
     except OSError as err:
         if err.errno in FULL:
-            why = "the disk (or quota) is full"
+            why, advice = "the disk (or quota) is full", "free some space or choose another place"
         elif err.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
-            why = "it is read-only for you"
+            why, advice = "it is read-only for you", "choose another place"
         else:
-            why = err.strerror or str(err)
-        raise OutputPlaceError(f"{flag} {path}: cannot write in {base}: {why}; choose another "
-                               "place or free it") from None
+            why, advice = err.strerror or str(err), "choose another place"
+        raise OutputPlaceError(f"{flag} {path}: cannot write in {base}: {why}; {advice}"
+                               ) from None
     return path
 
 

@@ -36,6 +36,9 @@ def place(tmp_path, monkeypatch) -> Path:
 
 
 CASES = {
+    "app on an address of another machine": (
+        ["app", "--ckpt", "junk.pt", "--host", "192.0.2.1", "--port", "7999"],
+        "--host 192.0.2.1 is not an address of this machine"),
     "model dim 0": (["train", "--config", DEMO, "--set", "model.dim=0", "--run-dir", "r"],
                     "dim must be positive, got 0"),
     "model dim negative": (["train", "--config", DEMO, "--set", "model.dim=-8"],
@@ -132,7 +135,7 @@ def test_a_flag_is_named_as_the_origin_of_its_value():
 
 
 def test_a_folders_links_that_lead_nowhere_are_named(place, caplog):
-    from dfpir.restore.files import collect_inputs
+    from dfpir.restore import collect_inputs
 
     with caplog.at_level("INFO", logger="dfpir"):
         assert collect_inputs(place) == [place / "a.png"]

@@ -178,3 +178,37 @@ def test_a_fifo_or_folder_is_not_called_missing(tmp_path):
     empty.write_bytes(b"")
     with pytest.raises(CheckpointError, match="is empty \\(0 bytes\\)"):
         read_checkpoint(empty)
+
+
+def test_what_is_changed_skipped_or_ignored_is_said(tmp_path, ckpt, capsys, caplog):
+    """Palette and CMYK files, hidden images, a GIF in a folder, options this way of restoring
+    does not use: each gets a note; a tile under the default overlap names that default."""
+    from PIL import Image
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    Image.new("P", (16, 16)).save(folder / "pal.png")
+    Image.new("CMYK", (16, 16), (10, 20, 30, 40)).save(folder / "print.jpg")
+    write_image(folder / ".hidden.png", photo(16, 16))
+    Image.new("RGB", (16, 16)).save(folder / "still.gif")
+    base = ["--ckpt", str(ckpt), "-d", "derain", "--no-progress"]
+    with caplog.at_level("INFO", logger="dfpir"):
+        assert main([*base, "-i", str(folder), "-o", str(tmp_path / "o"), "--threads", "2",
+                     "--classifier", "c.pt", "--tile-overlap", "8"]) == 0
+    said = caplog.text
+    for note in ("pal.png: palette image read as RGB", "print.jpg: CMYK image read as RGB",
+                 "1 hidden image(s)", ".hidden.png", "an animation: give it as --input",
+                 "--threads applies to --onnx", "--classifier applies to --degradation auto",
+                 "--tile-overlap applies with --tile"):
+        assert note in said, note
+    capsys.readouterr()
+    assert main([*base, "-i", str(folder / "pal.png"), "-o", str(tmp_path / "t.png"),
+                 "--tile", "8"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "the tile overlap 32 (the default, eval.tile_overlap" in err
+    assert not (tmp_path / "t.png").exists()
+    (tmp_path / "nested" / "sub").mkdir(parents=True)
+    assert main([*base, "-i", str(tmp_path / "nested"), "-o", str(tmp_path / "o2")]) == 2
+    assert "its sub-folders are not searched" in capsys.readouterr().err
+    assert main([*base[:2], "-d", "derian", "-i", str(folder), "-o", str(tmp_path / "o3")]) == 2
+    assert "lowlight, or auto" in capsys.readouterr().err

@@ -27,7 +27,14 @@ from torch import nn
 
 from ..config import ConfigError
 from ..data import DataError, read_image_raw, write_image
-from ..restore import PreparedImage, finish_image, prepare_image, prompt_embedding, unique_path
+from ..restore import (
+    PreparedImage,
+    finish_image,
+    frame_count,
+    prepare_image,
+    prompt_embedding,
+    unique_path,
+)
 from ..restore.inference import restore, tile_starts
 
 __all__ = [
@@ -276,7 +283,9 @@ def restore_uploads(bundle: ModelBundle, paths: Sequence[str | os.PathLike], cho
         written.append(target)
         height, width = result.output.shape[:2]
         kind = f"{result.output.dtype.itemsize * 8}-bit"
-        notes = "; ".join(result.notes)
+        frames = frame_count(path)
+        notes = "; ".join([*result.notes] + ([f"an animation of {frames} frames: only the "
+                                               "first was restored"] if frames > 1 else []))
         messages.append(f"**{path.name}**: restored ({width}x{height}, {kind}, "
                         f"{result.degradation})" + (f"; {notes}" if notes else ""))
     return results, written, messages
@@ -309,6 +318,9 @@ def build_app(bundle: ModelBundle):
               "size), choose the degradation and press Restore. Results download as PNG in the "
               "input's format (16-bit kept).")
     out_root = Path(tempfile.mkdtemp(prefix="dfpir_app_"))
+    # gradio keeps each upload (and what it serves) in its cache folder, read when a page or
+    # the server is made: inside ours, it goes when the app stops, with the restorations
+    os.environ["GRADIO_TEMP_DIR"] = str(out_root / "gradio")
 
     def run(files, choice, progress=gr.Progress()):  # noqa: B008 (gradio's idiom)
         paths = [f if isinstance(f, str) else getattr(f, "name", str(f)) for f in files or []]

@@ -8,6 +8,7 @@ extra; ``dfpir.app`` builds the page).
 from __future__ import annotations
 
 import argparse
+import errno
 import shutil
 import signal
 import socket
@@ -83,6 +84,10 @@ def check_port(host: str, port: int) -> None:
             pass
     except OSError as err:
         why = err.strerror or str(err)
+        if err.errno == errno.EADDRNOTAVAIL or (err.errno or 0) < 0:  # < 0: getaddrinfo
+            raise ConfigError(f"--host {host} is not an address of this machine ({why}); give "
+                              "127.0.0.1 (this machine only) or 0.0.0.0 (every network)"
+                              ) from None
         raise ConfigError(f"--port {port} on --host {host} cannot be used ({why}); give "
                           "another --port") from None
 

@@ -98,6 +98,11 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("give either --ckpt or --onnx, not both")
     if not args.onnx and not args.ckpt:
         raise ConfigError("give --ckpt CHECKPOINT (or --onnx FILE, a per-task export)")
+    _check_degradation(args)
+    _note_ignored(args)
+    if Path(args.input).is_dir() and Path(args.out).is_file():  # before the folder's notes
+        raise ConfigError(f"--out {args.out} is an existing file; a folder input needs an "
+                          "output folder")
     inputs = collect_inputs(args.input, args.out)
     single = Path(args.input).is_file()
     outputs = output_paths(inputs, Path(args.out), single, compare=args.side_by_side,
@@ -108,6 +113,8 @@ def run(args: argparse.Namespace) -> int:
     loaded = load_experiment(args.ckpt, args.config, args.overrides, args.device,
                              override_arch=args.override_arch)
     cfg = loaded.cfg
+    tile, overlap = _tiling(args, cfg.eval.tile, cfg.eval.tile_overlap,
+                            "eval.tile_overlap of the checkpoint's config")
     device = next(loaded.model.parameters()).device
     say_notes(loaded.notes, logger)
     prompt, choose = None, None
@@ -117,9 +124,12 @@ def run(args: argparse.Namespace) -> int:
                                      cfg.prompts, device, if_unsure=args.if_unsure,
                                      threshold=args.threshold)
     elif loaded.config.has_dgpb:
-        if args.if_unsure is not None or args.threshold is not None:
-            logger.warning("note: --if-unsure and --threshold apply to --degradation auto only; "
-                           "ignored with a named degradation or --prompt")
+        given = [flag for flag, value in (("--if-unsure", args.if_unsure), ("--threshold",
+                 args.threshold), ("--classifier", args.classifier)) if value is not None]
+        if given:
+            logger.warning("note: %s appl%s to --degradation auto only; ignored with a named "
+                           "degradation or --prompt", " and ".join(given),
+                           "ies" if len(given) == 1 else "y")
         if args.degradation is None and args.prompt is None:
             raise PromptError("this model needs a prompt: give --degradation NAME (or "
                               "auto) or --prompt TEXT")
@@ -134,11 +144,6 @@ def run(args: argparse.Namespace) -> int:
         if args.degradation or args.prompt:
             logger.info("note: the Restormer baseline takes no prompt; ignoring it")
     out = Path(args.out)
-    tile = cfg.eval.tile if args.tile is None else args.tile
-    overlap = cfg.eval.tile_overlap if args.tile_overlap is None else args.tile_overlap
-    if tile and overlap >= tile:
-        raise ConfigError(f"the tile ({tile}) must be larger than its overlap ({overlap}); "
-                          "give a larger --tile or a smaller --tile-overlap")
     amp = args.amp or getattr(cfg.eval, "amp", "none")
     summary = restore_files(
         loaded.model, prompt, inputs, outputs, device=device, tile=tile, overlap=overlap,
@@ -156,19 +161,64 @@ def _run_onnx(args: argparse.Namespace, inputs: list[Path], outputs: list[Path],
     from ..restore.onnx_runtime import OnnxRestorer
 
     runner = OnnxRestorer(args.onnx, threads=args.threads)
+    if args.degradation == AUTO:
+        raise PromptError(f"--degradation auto needs the checkpoint (its classifier and every "
+                          f"task's prompt); {args.onnx} restores its one task, "
+                          f"{runner.task!r}: give --ckpt for blind restoration")
     if args.degradation is not None and args.degradation != runner.task:
         raise PromptError(f"{args.onnx} was exported for {runner.task!r} ({runner.sentence!r}), "
                           f"not {args.degradation!r}; export that task with dfpir export --task")
     if args.prompt is not None and args.prompt.strip() != runner.sentence:
         raise PromptError(f"{args.onnx} was exported for the prompt {runner.sentence!r}")
     logger.info("onnx: %s, task %r, prompt %r", args.onnx, runner.task, runner.sentence)
-    tile = args.tile or 0
-    overlap = 32 if args.tile_overlap is None else args.tile_overlap
+    tile, overlap = _tiling(args, 0, 32, "the ONNX runner's default")
     summary = restore_paths(lambda _path, prepared: runner.restore(prepared.rgb, tile=tile,
                                                                    overlap=overlap),
                             inputs, outputs, compare=args.side_by_side,
                             progress=not args.no_progress)
     return _report(summary, len(inputs), outputs[0] if single else Path(args.out))
+
+
+def _check_degradation(args: argparse.Namespace) -> None:
+    """An unknown --degradation, before any work; ``auto`` is one of the choices."""
+    if args.degradation is None or args.degradation == AUTO:
+        return
+    try:
+        get_degradation(args.degradation)
+    except PromptError as err:
+        raise PromptError(f"{err}, or auto (the stored classifier picks per image)") from None
+
+
+def _note_ignored(args: argparse.Namespace) -> None:
+    """One note for the options this way of restoring does not use."""
+    if args.onnx:
+        unused = [("--if-unsure", args.if_unsure), ("--threshold", args.threshold),
+                  ("--classifier", args.classifier), ("--config", args.config),
+                  ("--set", args.overrides or None), ("--amp", args.amp)]
+        why = "a checkpoint (--ckpt); an ONNX export restores its one folded task"
+    else:
+        unused, why = [("--threads", args.threads)], "--onnx (torch uses its own threads)"
+    given = [flag for flag, value in unused if value is not None]
+    if given:
+        logger.warning("note: %s appl%s to %s; ignored", ", ".join(given),
+                       "ies" if len(given) == 1 else "y", why)
+
+
+def _tiling(args: argparse.Namespace, tile: int, overlap: int, source: str
+            ) -> tuple[int, int]:
+    """The tile and overlap to use: the options over the defaults (``source`` names where
+    the defaults come from, for the error)."""
+    tile = tile if args.tile is None else args.tile
+    if args.tile_overlap is not None:
+        if not tile:
+            logger.warning("note: --tile-overlap applies with --tile; images are restored "
+                           "whole, so it is ignored")
+        overlap = args.tile_overlap
+    if tile and overlap >= tile:
+        given = "--tile-overlap" if args.tile_overlap is not None else f"the default, {source}"
+        raise ConfigError(f"--tile {tile} must be larger than the tile overlap {overlap} "
+                          f"({given}); give a larger --tile or a smaller --tile-overlap")
+    return tile, overlap
 
 
 def _report(summary, count: int, where: Path, clean: Sequence[Path] = ()) -> int:

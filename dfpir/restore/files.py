@@ -16,7 +16,6 @@ cannot be read or restored is reported and the others are still restored; the ex
 from __future__ import annotations
 
 import logging
-import os
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -29,27 +28,16 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 
 from ..config import ExperimentConfig
 from ..data import DataError, read_image_raw, write_image
-from ..data.io import is_image_file, png_text
-from ..outputs import (
-    check_name_lengths,
-    claim_file,
-    place_keys,
-    reserve,
-    unique_path,
-    with_companions,
-)
-from ..paths import not_a_file
+from ..data.io import image_header
 from ..prompts import PromptError, build_encoder, get_degradation, prompt_sentence
+from .folders import RESULT_TEXT
 from .inference import restore
 
 __all__ = [
     "PreparedImage",
-    "RESULT_TEXT",
     "RestoreSummary",
-    "collect_inputs",
+    "conversion_notes",
     "finish_image",
-    "output_paths",
-    "unique_path",
     "prepare_image",
     "prompt_embedding",
     "restore_files",
@@ -156,117 +144,20 @@ def side_by_side(before: np.ndarray, after: np.ndarray, gap: int = 8) -> np.ndar
     return np.round(both * 255.0).astype(np.uint8)
 
 
-# ------------------------------------------------------------------ files
+# ------------------------------------------------------------------ conversions
 
 
-#: The PNG text chunk ``restore`` writes into its results, so that a second run into the same
-#: folder can tell them from the photos.
-RESULT_TEXT = {"Software": "dfpir restore"}
-
-
-def collect_inputs(path: str | os.PathLike, out: str | os.PathLike | None = None
-                   ) -> list[Path]:
-    """The image files to restore: ``path`` itself, or the image files in the folder
-    ``path`` (not its sub-folders), sorted; the other files of the folder (and entries that
-    are no files: broken links, FIFOs) are named in a note,
-    and an animated image given alone gets a note that only its first frame is restored.
-    When ``out`` is the folder itself, the results an earlier ``restore`` wrote there (their
-    PNG says so, ``RESULT_TEXT``) are skipped with a note: a second run restores the photos,
-    not the first run's results. Raises ``DataError`` when there are none."""
-    path = Path(path)
-    if path.is_dir():
-        visible = sorted(p for p in path.iterdir() if not p.name.startswith("."))
-        entries = [p for p in visible if p.is_file()]
-        files = [p for p in entries if is_image_file(p)]
-        others = [p.name for p in entries if not is_image_file(p)]
-        unreadable = [p.name for p in visible if not p.is_dir() and not p.is_file()]
-        if unreadable:  # broken or looping links, FIFOs, sockets
-            logger.info("note: %d entr(ies) of %s skipped, not files (links to nothing or that "
-                        "loop, FIFOs...): %s", len(unreadable), path, _some(unreadable))
-        if others:
-            logger.info("note: %d file(s) of %s skipped, not PNG/JPEG/BMP/TIFF/WebP images: %s",
-                        len(others), path, _some(others))
-        if out is not None and Path(out).is_dir() and Path(out).samefile(path):
-            earlier = [p for p in files if _is_result(p)]
-            if earlier:
-                logger.info("note: %d image(s) of %s skipped: results of an earlier dfpir "
-                            "restore into this folder (their PNG says so): %s; to restore one "
-                            "again, give it as --input", len(earlier), path,
-                            _some([p.name for p in earlier]))
-                files = [p for p in files if p not in earlier]
-                if not files:
-                    raise DataError(f"folder {path} holds only results of an earlier dfpir "
-                                    "restore; give one as --input to restore it again")
-        if not files:
-            raise DataError(f"no image files in folder {path}")
-        return files
-    why = not_a_file(path)
-    if why:
-        raise DataError(f"input {path} {why}; expected an image file or a folder of them")
-    frames = _frame_count(path)
-    if frames > 1:
-        logger.info("note: %s has %d frames (an animation): only the first is restored",
-                    path, frames)
-    return [path]
-
-
-def _some(names: Sequence[str]) -> str:
-    return ", ".join(names[:5]) + (" ..." if len(names) > 5 else "")
-
-
-def _is_result(path: Path) -> bool:
-    text = png_text(path)
-    return all(text.get(key) == value for key, value in RESULT_TEXT.items())
-
-
-def _frame_count(path: Path) -> int:
+def conversion_notes(source: Path, prepared: PreparedImage) -> list[str]:
+    """What reading and writing back changed: ``prepared.notes`` (grey, alpha, 16-bit), or the
+    colour model the file had when the reader turned it into RGB (palette, CMYK...)."""
+    if prepared.notes:
+        return list(prepared.notes)
     try:
-        from PIL import Image
-
-        with Image.open(path) as image:
-            return int(getattr(image, "n_frames", 1))
-    except Exception:  # noqa: BLE001 (unreadable: the restore itself reports it)
-        return 1
-
-
-def output_paths(inputs: Sequence[Path], out: Path, single_file: bool,
-                 compare: bool = False, overwrite: bool = False) -> list[Path]:
-    """Where each restored image goes: ``out/<stem>.png`` (``<stem>_<ext>.png`` when two inputs
-    share a stem; ``_2``, ``_3``... appended while a name, or with ``compare`` its
-    ``_side_by_side.png``, is an existing file or already given out), so no result lands on
-    another or on a file that was there before; with ``overwrite`` existing files other than
-    the inputs may be replaced. A single input may name the output file itself (``--out
-    result.png``), refused when it exists unless ``overwrite``. Raises ``DataError`` before any
-    work for an output that cannot be written as asked."""
-    check_name_lengths(out, "--out")
-    suffix = out.suffix.lower()
-    taken = reserve(inputs, set())  # never an input, even with overwrite
-    companions = ("_side_by_side",) if compare else ()
-    if single_file and suffix == ".png":
-        if out.is_dir():
-            raise DataError(f"--out {out} is a folder; name a .png file or a folder without "
-                            "the .png ending")
-        for name in with_companions(out, companions):
-            if any(k in taken for k in place_keys(name)):
-                raise DataError(f"--out {name} is the input itself (or another name of it, a "
-                                "link); choose another name")
-            claim_file(name, "--out", overwrite)
-        return [out]
-    if suffix and is_image_file(out) and not out.is_dir():
-        raise DataError(
-            f"--out {out}: restored images are written as PNG (16-bit and alpha kept); "
-            + ("name the output file .png" if single_file else
-               "a folder input needs an output folder"))
-    if out.exists() and not out.is_dir():
-        raise DataError(f"--out {out} is an existing file; expected an output folder")
-    stems = [p.stem for p in inputs]
-    paths = [unique_path(out / (f"{p.stem}_{p.suffix.lstrip('.').lower()}.png"
-                                if stems.count(p.stem) > 1 else f"{p.stem}.png"),
-                         taken, companions, keep_existing=not overwrite) for p in inputs]
-    for path in paths:
-        for name in with_companions(path, companions):
-            check_name_lengths(name, "--out")
-    return paths
+        kind = image_header(source)[2]
+    except DataError:
+        return []
+    kind = kind.removeprefix("mode ").replace("P", "palette") if kind.startswith("mode ") else kind
+    return [f"{kind} image read as RGB and written as RGB"] if kind else []
 
 
 @dataclass
@@ -341,7 +232,7 @@ def restore_paths(
                     continue
                 write_image(target, finish_image(rgb, prepared), RESULT_TEXT)
                 summary.written.append(target)
-                for note in prepared.notes:  # said of what was written
+                for note in conversion_notes(source, prepared):  # of what was written
                     logger.info("%s: %s", source.name, note)
                 if compare:
                     preview = target.with_name(f"{target.stem}_side_by_side.png")
