@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import errno
 import os
+import shutil
 import tempfile
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -25,6 +26,7 @@ from .errors import OutputPlaceError, OutputWriteError
 __all__ = [
     "check_name_lengths",
     "check_output_place",
+    "check_room",
     "claim_file",
     "claim_names",
     "free_folder",
@@ -119,6 +121,21 @@ def check_output_place(path: str | os.PathLike, kind: Literal["dir", "file"], fl
                                ) from None
     return path
 
+
+
+def check_room(path: str | os.PathLike, need: int, flag: str) -> None:
+    """Raise ``OutputPlaceError`` when the disk holding ``path`` has less than ``need`` bytes
+    free: a result whose size is known before the work is refused before it (the old file of
+    that name, replaced by a new one, is counted as freed only after: not here)."""
+    base = _nearest_existing(Path(path).parent)
+    try:
+        free = shutil.disk_usage(base).free
+    except OSError:
+        return
+    if free < need:
+        raise OutputPlaceError(f"{flag} {path}: about {need / 2**20:.1f} MiB will be written and "
+                               f"{free / 2**20:.1f} MiB is free in {base}; free some space or "
+                               "choose another place")
 
 @contextmanager
 def writing_to(path: str | os.PathLike, flag: str) -> Iterator[None]:

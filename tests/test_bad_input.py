@@ -31,11 +31,29 @@ def place(tmp_path, monkeypatch) -> Path:
     os.symlink("nowhere", tmp_path / "dangling")
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "config.yaml").write_text("my own notes\n")
+    (tmp_path / "latin").mkdir()
+    (tmp_path / "latin" / "results.json").write_bytes(b'{"model": "caf\xe9"}')
     monkeypatch.chdir(tmp_path)
     return tmp_path
 
 
 CASES = {
+    "a classifier of one task, before training": (
+        ["train", "--config", DEMO, "--set", "data.builtin.tasks=[derain]", "--run-dir", "r"],
+        "the classifier needs at least two training tasks"),
+    "a model larger than memory": (
+        ["train", "--config", DEMO, "--set", "model.dim=100000000", "--run-dir", "r"],
+        "out of memory"),
+    "check_prompts --csv onto its checkpoint": (
+        ["check_prompts", "--ckpt", "junk.pt", "--csv", "junk.pt", "--overwrite"],
+        "is the --ckpt file junk.pt itself"),
+    "rank of a results.json not in UTF-8": (["rank", "latin"], "is not UTF-8 text"),
+    "benchmark_data with no samples": (["benchmark_data", "--samples", "-5"],
+                                       "expected a whole number >= 1"),
+    "a noise level that is no level": (["check_prompts", "--config", DEMO, "--levels", "-1"],
+                                       "expected a finite number > 0"),
+    "--link without --flatten-gopro": (["prepare", "--check", "--link"],
+                                       "--link goes with --flatten-gopro"),
     "app on an address of another machine": (
         ["app", "--ckpt", "junk.pt", "--host", "192.0.2.1", "--port", "7999"],
         "--host 192.0.2.1 is not an address of this machine"),
@@ -197,6 +215,12 @@ def test_the_same_signal_twice_at_once_is_one_stop_request():
     other.on_signal(signal.SIGTERM, None)
     with pytest.raises(StopNow):  # Ctrl-C after a SIGTERM: another request
         other.on_signal(signal.SIGINT, None)
+    # Ctrl-C to a torchrun group: each worker gets the terminal's SIGINT, then torchrun's
+    # SIGTERM; one request (a second Ctrl-C is another: tests/test_train_safety.py)
+    group = StopRequests(distributed=False)
+    group.on_signal(signal.SIGINT, None)
+    group.on_signal(signal.SIGTERM, None)
+    assert group.requested and group.signal == signal.SIGINT
 
 
 def test_results_files_replace_a_hard_link_instead_of_writing_through_it(tmp_path):

@@ -23,7 +23,7 @@ DEMO = str(ROOT / "configs" / "demo.yaml")
 TINY = ["--set", "model.dim=8", "--set", "model.heads=[1, 2, 2, 4]",
         "--set", "data.builtin.test_max_side=32", "--set", "data.builtin.tasks=[derain]",
         "--set", "data.builtin.train_images=[astronaut]",
-        "--set", "data.builtin.test_images=[coffee]"]
+        "--set", "data.builtin.test_images=[coffee]", "--set", "classifier.enabled=false"]
 
 
 def one_error_line(capsys) -> str:

@@ -212,6 +212,24 @@ def test_figures_refuse_existing_figure_files(tmp_path, ckpt, capsys):
     assert all(len(names) == len(set(names)) for names in FIGURE_FILES.values())
 
 
+def test_figures_with_overwrite_replace_names_never_write_through_links(tmp_path, ckpt):
+    """--overwrite replaces a figure's name: a hard link's other name and a symbolic link's
+    target (the user's files) keep their content."""
+    out = tmp_path / "figures"
+    out.mkdir()
+    linked, pointed = tmp_path / "my_table.csv", tmp_path / "my_picture.png"
+    linked.write_text("mine")
+    pointed.write_bytes(b"my picture")
+    (out / "shuffle_differ.csv").hardlink_to(linked)
+    (out / "shuffle.png").symlink_to(pointed)
+    assert figures_main(["shuffle", "--ckpt", str(ckpt), "--out", str(out), "--overwrite",
+                         "--set", "prompts.encoder=hashed", "--device", "cpu"]) == 0
+    assert linked.read_text() == "mine" and pointed.read_bytes() == b"my picture"
+    assert not (out / "shuffle.png").is_symlink()
+    assert (out / "shuffle_differ.csv").stat().st_nlink == 1
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no drawing folder left
+
+
 def test_a_hard_link_to_the_input_is_the_input_even_with_overwrite(tmp_path, ckpt, capsys):
     # another name of the same file: --out naming it, or a folder holding it, never writes it
     source = tmp_path / "a.png"

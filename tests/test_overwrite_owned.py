@@ -122,3 +122,46 @@ def test_a_failed_overwrite_names_the_run_put_back(tmp_path):
     aside = Checkpointer(tmp_path, set_aside=True)
     assert "put back" in aside.go_on() and "--resume" in aside.go_on()
     assert "does not exist" not in aside.last_good(0) and "put back" in aside.last_good(0)
+
+
+def test_a_run_whose_end_failed_is_resumed_to_its_end_not_called_finished(tmp_path, capsys):
+    """Stages done, but the final evaluation (or the classifier) never ended: no
+    final_results.md. --resume does the end instead of saying the run had finished."""
+    from test_train import tiny_cfg
+
+    from dfpir.cli import main as dfpir
+    from dfpir.train import Trainer
+
+    run_dir = tmp_path / "run"
+    Trainer(tiny_cfg("train.val_every=0"), run_dir).run()
+    (run_dir / "final_results.md").unlink()
+    assert dfpir(["train", "--resume", "--run-dir", str(run_dir)]) == 0
+    assert "had finished" not in capsys.readouterr().out
+    assert (run_dir / "final_results.md").is_file()
+
+
+def test_a_folder_of_the_users_files_is_no_run_and_their_event_files_stay(tmp_path, capsys):
+    """A run directory without config.yaml holding files at a run's names is refused, even
+    with --overwrite; --overwrite of a real run keeps a user's file that only looks like a
+    TensorBoard event file."""
+    from test_train import tiny_cfg
+
+    from dfpir.train import Trainer
+    from dfpir.train.errors import RunDirError
+
+    mine = tmp_path / "mine"
+    (mine / "export").mkdir(parents=True)
+    (mine / "export" / "weights.safetensors").write_bytes(b"my weights")
+    for overwrite in (False, True):
+        try:
+            Trainer(tiny_cfg(), mine, overwrite=overwrite)
+            raise AssertionError("not refused")
+        except RunDirError as err:
+            assert "is no run (no config.yaml)" in str(err) and "weights.safetensors" in str(err)
+    assert sorted(p.name for p in mine.rglob("*")) == ["export", "weights.safetensors"]
+    run_dir = tmp_path / "run"
+    Trainer(tiny_cfg("train.val_every=0"), run_dir).run()
+    (run_dir / "tensorboard" / "events.out.tfevents.123.mine").write_text("mine")
+    removed = clear_owned_files(run_dir)
+    assert any(p.name.startswith("events.out.tfevents.") for p in removed)
+    assert (run_dir / "tensorboard" / "events.out.tfevents.123.mine").read_text() == "mine"

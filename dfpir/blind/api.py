@@ -40,7 +40,9 @@ def load_classifier(checkpoint: Mapping | str | os.PathLike, source: str | None 
     none."""
     if classifier is not None:
         path = Path(classifier)
-        found = classifier_from_checkpoint(read_checkpoint(path), str(path))
+        found = classifier_from_checkpoint(read_checkpoint(
+            path, "--classifier file", "a file of dfpir train_classifier --out, or a "
+            "checkpoint holding a classifier"), str(path))
         if found is None:
             raise ClassifierError(f"{path} holds no degradation classifier")
         return found

@@ -283,12 +283,21 @@ def fit_classifier(features: torch.Tensor, labels: torch.Tensor, classes: Sequen
     return model
 
 
+def classifier_classes(cfg: ExperimentConfig) -> list[str]:
+    """The degradations the classifier of ``cfg`` learns to tell apart (its ``tasks``, else
+    the training mix's); ``DataError`` when there are fewer than two, which a run checks
+    before its training, not after."""
+    classes = _classes(cfg)
+    if len(classes) < 2:
+        raise DataError(f"the classifier needs at least two training tasks, got {classes}: "
+                        "train on more tasks, or set classifier.enabled: false")
+    return classes
+
+
 def train_classifier(cfg: ExperimentConfig) -> DegradationClassifier:
     """Train the degradation classifier of ``cfg.classifier`` on ``cfg``'s training mix."""
     start = time.perf_counter()
-    classes = _classes(cfg)
-    if len(classes) < 2:
-        raise DataError(f"the classifier needs at least two training tasks, got {classes}")
+    classes = classifier_classes(cfg)
     if cfg.classifier.clean_class:
         classes = [*classes, CLEAN]
     features, labels = sample_training_crops(cfg, classes)

@@ -16,7 +16,7 @@ import torch
 from ..device import keep_freed_memory, resolve_device
 from ..models import DFPIR, DFPIRConfig
 from ..perf.benchmark import benchmark, count_params, forward_flops, markdown_table
-from .common import int_in, run_cli
+from .common import float_in, int_in, run_cli
 
 
 def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
@@ -35,7 +35,7 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     parser.add_argument("--compile", action="store_true", help="torch.compile the model")
     parser.add_argument("--warmup", type=int_in(0), default=2)
     parser.add_argument("--iters", type=int_in(1), default=5)
-    parser.add_argument("--min-seconds", type=float, default=0.0,
+    parser.add_argument("--min-seconds", type=float_in(0), default=0.0,
                         help="time each measurement for at least this long")
     parser.add_argument("--forward-only", action="store_true")
     parser.add_argument("--flops-only", action="store_true", help="parameters and FLOPs only")

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from ..data import TaskTrainSet, find_pairs, write_image
-from .common import run_cli
+from .common import int_in, run_cli
 
 
 def photo_like(rng: np.random.Generator, height: int = 720, width: int = 1280) -> np.ndarray:
@@ -51,9 +51,11 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=prog, description="Training-crop throughput with and without the decode cache, on "
                                "generated GoPro-sized frames.")
-    parser.add_argument("--images", type=int, default=8, help="frame pairs to generate")
-    parser.add_argument("--samples", type=int, default=200, help="crops to time per mode")
-    parser.add_argument("--patch", type=int, default=128)
+    parser.add_argument("--images", type=int_in(1, 1000), default=8,
+                        help="frame pairs to generate")
+    parser.add_argument("--samples", type=int_in(1), default=200, help="crops to time per mode")
+    parser.add_argument("--patch", type=int_in(8, 720), default=128,
+                        help="crop size (at most the 720 px frame height)")
     return parser
 
 

@@ -19,22 +19,37 @@ import numpy as np
 import torch
 
 from ..models import DFPIR, DFPIRConfig
+from ..outputs import check_output_place
 from ..prompts import HashedEncoder, prompt_sentence
 from ..restore.onnx_export import TaskModel, export_onnx, fold_prompt
 from ..restore.onnx_runtime import OnnxRestorer
-from .common import run_cli
+from .common import int_in, run_cli
 
 
 def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     """The options of ``dfpir benchmark_onnx`` / ``scripts/benchmark_onnx.py``."""
     parser = argparse.ArgumentParser(prog=prog or "benchmark_onnx.py",
                                      description=__doc__.splitlines()[0])
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--sizes", nargs="+", default=["128x128", "1280x720"], help="WxH")
-    parser.add_argument("--warmup", type=int, default=1, help="untimed runs of each first")
+    parser.add_argument("--threads", type=int_in(1), default=2)
+    parser.add_argument("--repeats", type=int_in(1), default=3)
+    parser.add_argument("--sizes", nargs="+", type=size, default=[(128, 128), (1280, 720)],
+                        help="WxH (default: 128x128 1280x720)")
+    parser.add_argument("--warmup", type=int_in(0), default=1,
+                        help="untimed runs of each first")
     parser.add_argument("--onnx", help="reuse (or write) this ONNX file")
     return parser
+
+
+def size(text: str) -> tuple[int, int]:
+    """``WxH`` with whole numbers >= 8, for argparse."""
+    try:
+        width, height = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected WxH such as 1280x720, got {text!r}"
+                                         ) from None
+    if min(width, height) < 8:
+        raise argparse.ArgumentTypeError(f"expected a width and height >= 8, got {text}")
+    return width, height
 
 
 def run(args: argparse.Namespace) -> int:
@@ -43,7 +58,14 @@ def run(args: argparse.Namespace) -> int:
     torch.set_num_threads(args.threads)
     model = DFPIR(DFPIRConfig()).eval()
     prompt = HashedEncoder().encode([prompt_sentence("derain")])[0]
-    path = Path(args.onnx or Path(tempfile.mkdtemp()) / "derain.onnx")
+    with tempfile.TemporaryDirectory(prefix="dfpir_bench_onnx_") as folder:
+        path = Path(args.onnx or Path(folder) / "derain.onnx")
+        return _time(args, model, prompt, path)
+
+
+def _time(args: argparse.Namespace, model: DFPIR, prompt: torch.Tensor, path: Path) -> int:
+    if args.onnx and not path.exists():
+        check_output_place(path, "file", "--onnx")
     if not path.exists():
         start = time.perf_counter()
         export_onnx(TaskModel(fold_prompt(model, prompt), {"format": "dfpir-task-v1",
@@ -51,8 +73,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"export: {time.perf_counter() - start:.1f} s, {path.stat().st_size / 2**20:.1f} MiB")
     runner = OnnxRestorer(path, threads=args.threads)
     print(f"threads {args.threads}, repeats {args.repeats}, torch {torch.__version__}")
-    for size in args.sizes:
-        width, height = (int(v) for v in size.split("x"))
+    for width, height in args.sizes:
         x = torch.rand(1, 3, height, width)
         times: dict[str, list[float]] = {"torch": [], "onnxruntime": []}
         with torch.inference_mode():

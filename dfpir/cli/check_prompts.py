@@ -32,7 +32,8 @@ from ..config import ConfigError, load_config
 from ..device import resolve_device
 from ..errors import FigureError
 from ..models import DFPIR
-from .common import run_cli
+from ..outputs import claim_file, replaced, writing_to
+from .common import float_in, int_in, run_cli
 
 
 def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
@@ -44,21 +45,26 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     parser.add_argument("--set", dest="overrides", action="append", default=[],
                         metavar="KEY=VALUE", help="override a config value (repeatable)")
     parser.add_argument("--tasks", nargs="+", help="degradations (default: the config's)")
-    parser.add_argument("--levels", nargs="+", type=float, default=list(NOISE_LEVELS),
+    parser.add_argument("--levels", nargs="+", type=float_in(0, above=True), default=list(NOISE_LEVELS),
                         help="relative noise norms (default: 1e-4 1e-3 1e-2)")
-    parser.add_argument("--trials", type=int, default=8, help="noise directions per level")
+    parser.add_argument("--trials", type=int_in(1, 10_000), default=8,
+                        help="noise directions per level")
     parser.add_argument("--seed", type=int, default=0, help="seed of the noise directions")
     parser.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N | auto")
     parser.add_argument("--csv", help="also write the rows to this CSV file")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace the --csv file when it exists (without it: an error)")
     return parser
+
 
 
 def run(args: argparse.Namespace) -> int:
     """Print (and with --csv write) the sensitivity table."""
     if not (args.ckpt or args.config):
         raise ConfigError("give --ckpt and/or --config")
-    if args.trials < 1:
-        raise ConfigError(f"--trials must be >= 1, got {args.trials}")
+    if args.csv:
+        claim_file(args.csv, "--csv", args.overwrite,
+                   inputs={"--ckpt": args.ckpt, "--config": args.config})
     device = resolve_device(args.device)
     if args.ckpt:
         analysis = load_analysis(args.ckpt, args.config, args.overrides, device)
@@ -77,7 +83,8 @@ def run(args: argparse.Namespace) -> int:
           f"({analysis.cfg.prompts.style}); {args.trials} noise directions per level\n")
     print(format_sensitivity(rows, args.levels))
     if args.csv:
-        write_csv_rows(args.csv, rows, args.levels)
+        with writing_to(args.csv, "--csv"), replaced(args.csv) as tmp:
+            write_csv_rows(tmp, rows, args.levels)
         print(f"\nwrote {args.csv}")
     return 0
 

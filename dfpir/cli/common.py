@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import errno
 import logging
+import math
 import signal
 import sys
 import threading
@@ -24,6 +25,7 @@ __all__ = [
     "add_device",
     "add_override_arch",
     "int_in",
+    "float_in",
     "run_cli",
     "setup_cli_logging",
 ]
@@ -66,6 +68,23 @@ def add_override_arch(parser: argparse.ArgumentParser) -> None:
                         help="build the architecture the YAML/--set model.* keys describe even "
                              "where the checkpoint stores another (the weights must still fit)")
 
+
+def float_in(low: float, high: float | None = None, above: bool = False
+             ) -> Callable[[str], float]:
+    """An argparse ``type`` for a finite number ``>= low`` (``> low`` when ``above``) and
+    ``<= high``: a bad value is argparse's error before any work."""
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        if (not math.isfinite(value) or value < low or (above and value == low)
+                or (high is not None and value > high)):
+            span = f"{'>' if above else '>='} {low:g}" + ("" if high is None else f" and <= {high:g}")
+            raise argparse.ArgumentTypeError(f"expected a finite number {span}, got {text}")
+        return value
+
+    return parse
 
 def int_in(low: int, high: int | None = None) -> Callable[[str], int]:
     """An argparse ``type`` for a whole number in ``[low, high]``: a bad value is argparse's
@@ -149,6 +168,17 @@ def run_cli(parser: argparse.ArgumentParser, run: Callable[[argparse.Namespace],
         if args.debug:
             raise
         print(f"error: {user_message(err)}", file=sys.stderr)
+        return 2
+    except (MemoryError, RuntimeError) as err:  # sizes the machine cannot hold
+        text = str(err).splitlines()[0] if str(err) else ""
+        if args.debug or not (isinstance(err, MemoryError) or "can't allocate memory" in text
+                              or "out of memory" in text.lower()):
+            raise
+        if "tried to allocate" in text:  # torch's: keep the size, drop the C++ location
+            text = text[text.index("tried to allocate"):].split(" bytes")[0] + " bytes"
+        print(f"error: out of memory ({type(err).__name__}: {text[:160]}); the sizes asked "
+              "for do not fit: a smaller model.dim, patch_size or batch_size (training), "
+              "--tile (restoring), fewer or smaller images", file=sys.stderr)
         return 2
     except OSError as err:  # a path the user gave that no file system can hold
         if err.errno != errno.ENAMETOOLONG or args.debug:

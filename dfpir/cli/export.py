@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from ..config import ConfigError
 from ..loading import load_experiment, stored_model_config
 from ..models.checkpoint import CheckpointError, read_checkpoint
-from ..outputs import claim_file, claim_names, writing_to
+from ..outputs import check_room, claim_file, claim_names, writing_to
 from ..restore.onnx_export import export_onnx, export_safetensors, task_model_from_checkpoint
 from ..train import EXPORT_FILES, export_weights
 from .common import add_ckpt, add_config, run_cli
@@ -89,6 +89,9 @@ def _task_export(args: argparse.Namespace) -> int:
         raise ConfigError("--onnx needs the onnx extra: pip install -e \".[onnx]\"")
     model = task_model_from_checkpoint(args.ckpt, args.task, args.prompt, args.config,
                                        args.overrides)
+    weights = sum(t.numel() * t.element_size() for t in model.state_dict().values())
+    for flag, target, _ in targets:  # a full disk said now, not after the export
+        check_room(target, weights + 2**20, flag)
     print(f"folded the prompt {model.metadata.get('sentence')!r} "
           f"({model.metadata.get('prompt_encoder')} encoder)")
     if args.safetensors:

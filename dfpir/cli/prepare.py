@@ -113,11 +113,17 @@ def run(args: argparse.Namespace) -> int:
     if args.cache:
         paths = training_image_paths(cfg)
         try:
-            count = fill_cache(paths, args.cache, progress=True)
+            written, held = fill_cache(paths, args.cache, progress=True)
         except CacheWriteError as err:
             raise CacheWriteError(f"--cache: {err}; the images cached before it are kept. Free "
                                   "some space or choose another --cache") from None
-        print(f"cached {count} images in {args.cache}; set data.cache_dir: {args.cache}")
+        if not paths:
+            print(f"nothing to cache: the config has no training images on disk (the built-in "
+                  f"set is generated in memory); {args.cache} was not made")
+        else:
+            print(f"cached {written} image(s) in {args.cache}"
+                  + (f" ({held} were there already)" if held else "")
+                  + f"; set data.cache_dir: {args.cache}")
     return 0
 
 
@@ -139,9 +145,20 @@ def flatten(args: argparse.Namespace) -> None:
         print(f"note: {len(report.skipped)} folder(s) of {args.flatten_gopro} skipped, no blur/ "
               f"and sharp/ in them: {', '.join(report.skipped[:5])}"
               + (" ..." if len(report.skipped) > 5 else ""))
-    how = "linked" if args.link else "copied"
-    print(f"flattened {args.flatten_gopro} into {args.into}: {report.written} file(s) {how}, "
+    copied = report.written - report.linked
+    how = (f"{report.linked} file(s) linked" + (f", {copied} copied (another file system)"
+                                                 if copied else "")
+           if args.link else f"{report.written} file(s) copied")
+    print(f"flattened {args.flatten_gopro} into {args.into}: {how}, "
           f"{report.kept} pair(s) already there")
+    if report.unpaired:
+        print(f"note: {len(report.unpaired)} blur frame(s) without a sharp frame of the same "
+              f"name skipped: {', '.join(report.unpaired[:3])}"
+              + (" ..." if len(report.unpaired) > 3 else ""))
+    if report.clashes:
+        print(f"note: {len(report.clashes)} pair(s) skipped: a different file already has the "
+              f"name in {args.into} (kept as it is): {', '.join(report.clashes[:3])}"
+              + (" ..." if len(report.clashes) > 3 else ""))
     if report.listed is not None:
         missing = (f"; missing e.g. {', '.join(report.missing)}" if report.missing else "")
         print(f"the release's train_gopro.txt names {report.listed} pairs; {args.into} holds "
@@ -157,6 +174,8 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
         if not (args.check or args.cache or args.flatten_gopro):
             parser.error("nothing to do: give --check, --cache DIR and/or --flatten-gopro SRC "
                          "--into DIR")
+        if (args.into or args.link) and not args.flatten_gopro:
+            parser.error(f"{'--into' if args.into else '--link'} goes with --flatten-gopro SRC")
         return run(args)
 
     return run_cli(parser, checked, argv)

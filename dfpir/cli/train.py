@@ -74,7 +74,8 @@ def run(args: argparse.Namespace) -> int:
     if cfg.data.cache_dir:  # the decode cache is written during training (on by default)
         check_output_place(cfg.data.cache_dir, "dir", "data.cache_dir")
     done = finished_stages(run_dir) if resume else None
-    if done is not None and done >= len(cfg.train.stages):
+    final = run_dir / "final_results.md"  # absent: the end of the run (classifier, final
+    if done is not None and done >= len(cfg.train.stages) and final.is_file():  # eval) is left
         print(f"the run in {run_dir} had finished (all {done} stage(s), final results in "
               f"{run_dir / 'final_results.md'}): nothing to resume. To train again, start a "
               "new run (another --run-dir, or --overwrite)")

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Sequence
+from pathlib import Path
 
 from ..blind.classifier import ClassifierError, train_classifier
 from ..config import ConfigError, load_config
 from ..models.checkpoint import detect_layout, read_checkpoint
-from ..outputs import claim_file
+from ..outputs import check_output_place, check_room, claim_file
 from ..train.checkpoint_io import atomic_save
 from .common import add_config, run_cli
 
@@ -51,6 +52,9 @@ def run(args: argparse.Namespace) -> int:
     if args.out is not None:
         claim_file(args.out, "--out", args.overwrite,
                    inputs={"--ckpt": args.ckpt, "--config": args.config})
+    else:  # rewritten in place (a new file renamed over it): checked before the training
+        check_output_place(args.ckpt, "file", "--ckpt")
+        check_room(args.ckpt, Path(args.ckpt).stat().st_size + 2**20, "--ckpt")
     classifier = train_classifier(cfg)
     state = classifier.to_state()
     if args.out is not None:

@@ -18,7 +18,9 @@ is loaded by dfpir.loading.load_experiment (the architecture stored in the check
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -42,8 +44,8 @@ from ..analysis import (
 )
 from ..device import keep_freed_memory
 from ..errors import FigureError
-from ..outputs import claim_names
-from .common import add_ckpt, add_config, add_device, add_override_arch, run_cli
+from ..outputs import claim_names, new_file_mode
+from .common import add_ckpt, add_config, add_device, add_override_arch, int_in, run_cli
 
 COMMANDS = ("tsne", "shuffle", "features", "grid")
 
@@ -79,9 +81,9 @@ def _tsne_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--layer", default=DEFAULT_LAYER,
                         help="module whose output is embedded (default: dgpb_latent, the "
                              "latent after its DGPB; 'latent' is the one before it)")
-    parser.add_argument("--crops", type=int, default=4,
+    parser.add_argument("--crops", type=int_in(0, 1000), default=4,
                         help="random crops per image, each one more point (default 4; 0 = "
-                        "each whole image, one point)")
+                        "each whole image, one point; at most 1000)")
     parser.add_argument("--crop-size", type=int, default=96,
                         help="crop side, clipped to the image's shorter side (default 96)")
     parser.add_argument("--max-images", type=int, default=0,
@@ -142,36 +144,50 @@ def _report(name: str, paths: dict[str, Path], start: float, extra: str = "") ->
 
 
 def run(command: str, analysis: Analysis, args: argparse.Namespace) -> dict[str, Path]:
-    """Draw one figure into ``args.out``; returns the files written."""
+    """Draw one figure into ``args.out``; returns the files written. The files are drawn in a
+    hidden folder beside them and renamed into place: an existing name (with ``--overwrite``)
+    is replaced as a name, never written through (a hard link's other name or a symbolic
+    link's target keeps its content)."""
     out, start = Path(args.out), time.perf_counter()
+    out.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=out, prefix=".drawing_") as staging:
+        drawn, extra = _draw(command, analysis, args, Path(staging))
+        paths = {}
+        for key, path in drawn.items():
+            target = out / path.relative_to(staging)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.chmod(path, new_file_mode())
+            os.replace(path, target)
+            paths[key] = target
+    _report(command, paths, start, extra)
+    return paths
+
+
+def _draw(command: str, analysis: Analysis, args: argparse.Namespace, out: Path
+          ) -> tuple[dict[str, Path], str]:
+    """Compute and save one figure into ``out``: (its files, what to add to the report)."""
     if command == "tsne":
         result = compute_tsne(analysis, args.layer, args.crops, args.crop_size,
                               args.max_images, args.sets, args.perplexity, args.seed,
                               args.metric)
-        paths = save_tsne(result, out, args.title)
-        _report(command, paths, start, f"; {len(result.tasks)} points, silhouette "
-                                       f"{result.silhouette:.3f}")
-    elif command == "shuffle":
+        return (save_tsne(result, out, args.title),
+                f"; {len(result.tasks)} points, silhouette {result.silhouette:.3f}")
+    if command == "shuffle":
         result = compute_shuffle(analysis, args.tasks)
-        paths = save_shuffle(result, out, args.title)
         mean = result.mean_differ()
         off = mean[~np.eye(len(result.tasks), dtype=bool)]
-        _report(command, paths, start,
+        return (save_shuffle(result, out, args.title),
                 f"; mean fraction differing {off.mean():.3f}" if off.size else "")
-    elif command == "features":
+    if command == "features":
         image, clean, task, name = pick_image(analysis, args.image, args.task, args.set_name,
                                               args.index)
         blocks = (list(analysis.model.dgpbs()) if args.block == "all" else [args.block])
         result = compute_features(analysis, image, task, blocks, clean, name)
-        paths = save_features(result, out, args.cmap, args.title)
-        _report(command, paths, start)
-    elif command == "grid":
+        return save_features(result, out, args.cmap, args.title), ""
+    if command == "grid":
         rows = compute_grid(analysis, args.grid_index, args.grid_sets)
-        paths = save_grid(rows, out, args.title)
-        _report(command, paths, start)
-    else:
-        raise ValueError(f"unknown command {command!r}")
-    return paths
+        return save_grid(rows, out, args.title), ""
+    raise ValueError(f"unknown command {command!r}")
 
 
 def main(argv: Sequence[str] | None = None, keep_memory: bool = False,

@@ -118,9 +118,11 @@ class ImageLoader:
         return True
 
 
-def fill_cache(paths: Iterable[str], cache_dir: str | Path, progress: bool = False) -> int:
-    """Decode every image of ``paths`` into the cache; returns how many files it holds for them.
-    Raises ``CacheWriteError`` (the partial file removed) when the cache cannot be written."""
+def fill_cache(paths: Iterable[str], cache_dir: str | Path, progress: bool = False
+               ) -> tuple[int, int]:
+    """Decode every image of ``paths`` into the cache; returns (files written now, files it
+    held already). Raises ``CacheWriteError`` (the partial file removed) when the cache cannot
+    be written."""
     cache = ImageCache(cache_dir)
     unique = sorted(set(paths))
     iterator: Iterable[str] = unique
@@ -128,6 +130,8 @@ def fill_cache(paths: Iterable[str], cache_dir: str | Path, progress: bool = Fal
         from tqdm import tqdm
 
         iterator = tqdm(unique, desc="caching", unit="img")
+    held = 0
     for path in iterator:
+        held += cache.path_for(path).is_file()
         cache.store(path)
-    return len(unique)
+    return len(unique) - held, held

@@ -5,6 +5,7 @@ already at its flattened place is left as it is."""
 
 from __future__ import annotations
 
+import filecmp
 import os
 import shutil
 from dataclasses import dataclass, field
@@ -24,7 +25,10 @@ class FlattenReport:
     and, with a list, how many of its names the flattened folder now holds."""
 
     written: int = 0
+    linked: int = 0  # of ``written``, hard links (the rest are copies)
     kept: int = 0
+    unpaired: list[str] = field(default_factory=list)  # blur frames without a sharp one
+    clashes: list[str] = field(default_factory=list)  # pairs skipped: another file is there
     listed: int | None = None
     listed_present: int | None = None
     missing: list[str] = field(default_factory=list)  # listed names not there (first few)
@@ -41,7 +45,7 @@ def _pairs(source: Path) -> tuple[list[tuple[str, Path, Path]], list[str]]:
             skipped.append(sequence.name)
             continue
         for frame in sorted(blur.iterdir()):
-            if frame.is_file() and (sharp / frame.name).is_file():
+            if frame.is_file():
                 pairs.append((f"{sequence.name}_{frame.name}", frame, sharp / frame.name))
     return pairs, skipped
 
@@ -60,11 +64,25 @@ def flatten_gopro(source: str | os.PathLike, dest: str | os.PathLike, link: bool
     if not pairs:
         raise DataError(f"no GoPro sequences in {source}: expected <sequence>/blur/<frame>.png "
                         "and <sequence>/sharp/<frame>.png")
+    names: dict[str, Path] = {}
+    for name, blur, _ in pairs:  # SEQ_A/1_000001.png and SEQ_A_1/000001.png: one name
+        if name in names:
+            raise DataError(f"{names[name]} and {blur} both flatten to {name}; rename one of "
+                            "the two sequence folders (nothing was written)")
+        names[name] = blur
     report = FlattenReport(skipped=skipped)
     for name, blur, sharp in pairs:
+        if not sharp.is_file():
+            report.unpaired.append(str(blur))
+            continue
         targets = [(blur, dest / PAIR[0] / name), (sharp, dest / PAIR[1] / name)]
-        if all(t.exists() for _, t in targets):
-            report.kept += 1
+        there = [t.exists() for _, t in targets]
+        if all(there) or (any(there) and not all(
+                filecmp.cmp(o, t, shallow=False) for o, t in targets if t.exists())):
+            if all(there):
+                report.kept += 1
+            else:  # a file of another origin: not paired with this frame's partner
+                report.clashes.append(str(next(t for _, t in targets if t.exists())))
             continue
         for origin, target in targets:
             if target.exists():
@@ -73,6 +91,7 @@ def flatten_gopro(source: str | os.PathLike, dest: str | os.PathLike, link: bool
             if link:
                 try:
                     os.link(origin, target)
+                    report.linked += 1
                 except OSError:  # another file system: a copy instead
                     shutil.copy2(origin, target)
             else:

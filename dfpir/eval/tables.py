@@ -250,6 +250,8 @@ def load_run(folder: str | os.PathLike) -> RunSummary:
         data = json.loads(file.read_text("utf-8"))
     except json.JSONDecodeError as err:
         raise ResultsError(f"{file} is not valid JSON: {err}") from err
+    except UnicodeDecodeError:
+        raise ResultsError(f"{file} is not UTF-8 text: not an evaluation result") from None
     if not isinstance(data, dict) or "model" not in data or "average" not in data:
         raise ResultsError(f"{file} is not an evaluation result (no 'model' or 'average' entry)")
     average = data.get("average") or {}

@@ -118,29 +118,31 @@ def load_failure(err: BaseException) -> str:
     return text
 
 
-def read_checkpoint(path: str | os.PathLike) -> dict:
-    """``torch.load`` with ``weights_only=True`` and an error that names the file; a pickle
-    of arbitrary objects is refused as unsafe, never loaded another way."""
+def read_checkpoint(path: str | os.PathLike, what: str = "checkpoint",
+                    expected: str = "a DFPIR/Restormer release checkpoint or one of this "
+                                    "package's") -> dict:
+    """``torch.load`` with ``weights_only=True`` and an error that names the file (as
+    ``what``, with the kind of file ``expected``); a pickle of arbitrary objects is refused as
+    unsafe, never loaded another way."""
     path = Path(path)
     why = not_a_file(path) or ("is empty (0 bytes)" if path.stat().st_size == 0 else None)
     if why:
-        raise CheckpointError(f"checkpoint {path} {why}; expected a file written by torch.save")
+        raise CheckpointError(f"{what} {path} {why}; expected a file written by torch.save")
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # corrupt file, pickle of arbitrary objects, ...
         detail = _weights_only_failure(err)
         if detail is not None and detail.startswith("Unsupported global"):
-            reason = (f"checkpoint {path} is refused as unsafe: it is not a plain checkpoint "
+            reason = (f"{what} {path} is refused as unsafe: it is not a plain checkpoint "
                       f"of tensors and plain values ({detail}), and loading it would run code "
                       "stored in the file")
         else:
-            reason = f"cannot read checkpoint {path}: {load_failure(err)}"
+            reason = f"cannot read {what} {path}: {load_failure(err)}"
         raise CheckpointError(
-            f"{reason}. Expected a file written by torch.save "
-            "(a DFPIR/Restormer release checkpoint or one of this package's)"
+            f"{reason}. Expected a file written by torch.save ({expected})"
         ) from (None if detail is not None else err)
     if not isinstance(obj, dict):
-        raise CheckpointError(f"checkpoint {path} holds a {type(obj).__name__}, expected a dict")
+        raise CheckpointError(f"{what} {path} holds a {type(obj).__name__}, expected a dict")
     return obj
 
 

@@ -17,7 +17,7 @@ from ..config import (
     config_to_dict,
     save_config,
 )
-from ..data import DataConfig, DataError, check_data
+from ..data import DataError, check_data
 from ..models import DFPIR
 from ..models.checkpoint import check_state_dict
 from ..models.compiling import compile_network
@@ -28,6 +28,7 @@ from .errors import RunDirError
 from .rundir import (
     ASIDE_NAME,
     config_changes,
+    owned_files,
     record_changes,
     refuse_changes,
     remove_stale_temporaries,
@@ -95,6 +96,13 @@ def resolve_config(cfg: ExperimentConfig | None, run_dir: Path, is_main: bool, r
         if not resume_with_changes:
             refuse_changes(changes)
         return cfg, state, changes
+    if is_main and not (run_dir / "config.yaml").exists():
+        theirs = [p.relative_to(run_dir).as_posix() for p in owned_files(run_dir)]
+        if theirs:  # no run of ours: files of the user's that a run would write over
+            raise RunDirError(
+                f"{run_dir} is no run (no config.yaml) but holds files of the names a run "
+                f"writes: {', '.join(theirs[:4])}{' ...' if len(theirs) > 4 else ''}; move "
+                "them or choose another --run-dir (not even --overwrite replaces them)")
     if is_main and (run_dir / "config.yaml").exists() and not overwrite:
         if not any((run_dir / n).exists() for n in ("checkpoints", "train.log", "tensorboard")):
             raise RunDirError(f"{run_dir} holds a config.yaml but nothing else of a run (no "
@@ -128,17 +136,21 @@ def build_model(cfg: ExperimentConfig, ctx: DistContext, state: dict | None, sou
     return model, compile_network(net, model, cfg.train.compile, ctx.device)
 
 
-def check_data_first(data: DataConfig) -> None:
-    """Fail before the first step, with every problem listed."""
-    report = check_data(data)
-    if report.ok:
-        return
-    logger.error("%s", report.format())
-    first = next(f"{s.name} (task {s.task}): {p.splitlines()[0]}"
-                 for s in report.sets for p in s.problems)
-    more = (f" (and {report.problem_count - 1} more problems, listed above and by "
-            "`dfpir prepare --check --config CONFIG`)" if report.problem_count > 1 else "")
-    raise DataError(f"the data check failed, nothing was trained: {first}{more}")
+def check_data_first(cfg: ExperimentConfig) -> None:
+    """Fail before the first step, with every problem listed (and a classifier that could not
+    be trained at the end: fewer than two tasks)."""
+    report = check_data(cfg.data)
+    if not report.ok:
+        logger.error("%s", report.format())
+        first = next(f"{s.name} (task {s.task}): {p.splitlines()[0]}"
+                     for s in report.sets for p in s.problems)
+        more = (f" (and {report.problem_count - 1} more problems, listed above and by "
+                "`dfpir prepare --check --config CONFIG`)" if report.problem_count > 1 else "")
+        raise DataError(f"the data check failed, nothing was trained: {first}{more}")
+    if cfg.classifier.enabled:
+        from ..blind.classifier import classifier_classes
+
+        classifier_classes(cfg)
 
 
 def build_prompts(cfg: ExperimentConfig, device: torch.device

@@ -194,7 +194,13 @@ def owned_files(run_dir: Path) -> list[Path]:
     found = [p for p in sorted(run_dir.glob("checkpoints/*.pt")) if ours.fullmatch(p.name)]
     for pattern in (*OWNED_FILES, *TEMPORARY_FILES):
         found += sorted(run_dir.glob(pattern))
-    return [p for p in found if p.is_file()]
+    return [p for p in found if p.is_file()
+            and (p.parent.name != "tensorboard" or EVENT_FILE.fullmatch(p.name))]
+
+
+#: TensorBoard's names for the event files it writes (``<time>.<host>.<pid>.<n>``): a file of
+#: the user's that merely starts like one is not the trainer's.
+EVENT_FILE = re.compile(r"events\.out\.tfevents\.\d{10}\..+\.\d+\.\d+")
 
 
 ASIDE_NAME = ".overwritten"

@@ -78,9 +78,10 @@ class StopRequests:
     def on_signal(self, signum: int, _frame) -> None:
         now = time.monotonic()
         if self.signal is not None:
-            if (signum == self.signal == signal.SIGTERM
-                    and now - self._signalled_at < SAME_REQUEST_S):
-                return  # the same request sent twice (torchrun signals its workers twice)
+            if signum == signal.SIGTERM and now - self._signalled_at < SAME_REQUEST_S:
+                # the same request: torchrun signals its workers twice, and passes a Ctrl-C
+                # the workers got from the terminal on as SIGTERM
+                return
             raise StopNow(signum)
         self.requested, self.signal, self._signalled_at = True, signum, now
         logger.warning("%s: saving latest.pt at the next step boundary, then stopping (send "

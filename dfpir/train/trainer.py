@@ -108,7 +108,7 @@ class Trainer:
         if ctx.device.type == "cpu" and cfg.train.keep_freed_memory:
             keep_freed_memory()  # ~25% faster CPU steps: no page faults on every activation
         self.model, self.net = build_model(cfg, ctx, state, str(self.checkpoints.latest))
-        check_data_first(cfg.data)
+        check_data_first(cfg)
         self.bank, prompt_rows = build_prompts(cfg, ctx.device)
         self.step = TrainStep(self.model, self.net, cfg.train, prompt_rows, ctx.device)
         self.window = LossWindow(list(prompt_rows), ctx.device)  # per-task losses of these
