@@ -100,8 +100,14 @@ def check_output_place(path: str | os.PathLike, kind: Literal["dir", "file"], fl
         raise OutputPlaceError(f"{flag} {path} is not a regular file; expected a file name")
     base = _nearest_existing(path if kind == "dir" else path.parent)
     if base.is_symlink() and not base.exists():
-        raise OutputPlaceError(f"{flag} {path}: {base} is a symbolic link to nothing; remove "
-                               "it or choose another place")
+        try:
+            os.stat(base)
+            what = "a symbolic link to nothing"
+        except OSError as err:
+            what = ("a symbolic link that loops" if err.errno == errno.ELOOP
+                    else "a symbolic link to nothing")
+        raise OutputPlaceError(f"{flag} {path}: {base} is {what}; remove it or choose another "
+                               "place")
     if not base.is_dir():
         raise OutputPlaceError(f"{flag} {path}: {base} is a file, so nothing can be made under "
                                "it; choose another place")
@@ -138,7 +144,8 @@ def check_room(path: str | os.PathLike, need: int, flag: str) -> None:
                                "choose another place")
 
 @contextmanager
-def writing_to(path: str | os.PathLike, flag: str) -> Iterator[None]:
+def writing_to(path: str | os.PathLike, flag: str, again: str = "run it again"
+               ) -> Iterator[None]:
     """Around the work that writes a command's results to ``path``: a disk (or quota) that
     fills up on the way is ``OutputWriteError`` naming ``flag``, the file and what was kept,
     not a traceback. Other errors pass unchanged."""
@@ -150,7 +157,7 @@ def writing_to(path: str | os.PathLike, flag: str) -> Iterator[None]:
         failed = f" writing {err.filename}" if err.filename else ""
         raise OutputWriteError(
             f"{flag} {path}: the disk (or quota) filled up{failed}; the files written before "
-            "are kept. Free some space or choose another place, then run it again") from None
+            f"are kept. Free some space or choose another place, then {again}") from None
 
 
 def claim_file(path: str | os.PathLike, flag: str, overwrite: bool = False,

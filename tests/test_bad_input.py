@@ -38,6 +38,14 @@ def place(tmp_path, monkeypatch) -> Path:
 
 
 CASES = {
+    "a stage name too long for a file name, before training": (
+        ["train", "--config", DEMO, "--run-dir", "r", "--set",
+         "train.stages=[{name: " + "s" * 300 + ", epochs: 1}]"], "train.stages[0].name"),
+    "--clip-weights that is no file": (
+        ["export_prompts", "--out", "p.pt", "--clip-weights", "nowhere.pt"],
+        "--clip-weights nowhere.pt does not exist"),
+    "a run directory under a looping link": (
+        ["train", "--config", DEMO, "--run-dir", "loop1/run"], "a symbolic link that loops"),
     "a classifier of one task, before training": (
         ["train", "--config", DEMO, "--set", "data.builtin.tasks=[derain]", "--run-dir", "r"],
         "the classifier needs at least two training tasks"),

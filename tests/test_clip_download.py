@@ -106,6 +106,10 @@ def test_offline_is_one_error_line_with_the_two_local_options(tmp_path, monkeypa
     assert "prompts.clip_weights: PATH" in message and "prompts.encoder: file" in message
     with pytest.raises(PromptError, match="no CLIP ViT-B/32 weights on this machine"):
         find_clip_weights(download=False, hub=offline)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # said at once, no download tried
+    with pytest.raises(PromptError, match="HF_HUB_OFFLINE is set, so they are not downloaded"):
+        find_clip_weights(hub=offline)
+    monkeypatch.delenv("HF_HUB_OFFLINE")
     # through a command: one error: line, exit 2, nothing written
     import dfpir.prompts.encoders as encoders
     from dfpir.cli import main as dfpir

@@ -165,3 +165,22 @@ def test_a_folder_of_the_users_files_is_no_run_and_their_event_files_stay(tmp_pa
     removed = clear_owned_files(run_dir)
     assert any(p.name.startswith("events.out.tfevents.") for p in removed)
     assert (run_dir / "tensorboard" / "events.out.tfevents.123.mine").read_text() == "mine"
+
+
+def test_resume_from_a_broken_latest_says_how_to_go_on(tmp_path, capsys):
+    from test_train import tiny_cfg
+
+    from dfpir.cli import main as dfpir
+    from dfpir.train import Trainer
+
+    run_dir = tmp_path / "run"
+    Trainer(tiny_cfg("train.val_every=0"), run_dir).run()
+    (run_dir / "final_results.md").unlink()
+    (run_dir / "checkpoints" / "latest.pt").write_bytes(b"")
+    capsys.readouterr()
+    assert dfpir(["train", "--resume", "--run-dir", str(run_dir)]) == 2
+    err = capsys.readouterr().err
+    assert "is empty (0 bytes)" in err and "copy a whole stage checkpoint over it" in err
+    assert "--overwrite" in err and err.count("\n") == 1
+    assert dfpir(["train", "--resume", "--overwrite", "--run-dir", str(run_dir)]) == 2
+    assert "give one of them" in capsys.readouterr().err

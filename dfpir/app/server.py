@@ -98,9 +98,12 @@ def load_bundle(ckpt: str | os.PathLike | None = None, onnx: str | os.PathLike |
     Raises ``CheckpointError``/``ConfigError``/``PromptError``/``OnnxModelError`` (all
     ``ValueError``s) with a one-line reason.
     """
-    if tile < 0 or overlap < 0 or (tile and overlap >= tile):
-        raise ConfigError(f"need tile >= 0 and 0 <= overlap < tile, got tile {tile}, "
-                         f"overlap {overlap}")
+    if tile < 0 or overlap < 0:
+        raise ConfigError(f"--tile and --tile-overlap must be >= 0 (--tile 0: whole images), "
+                          f"got {tile} and {overlap}")
+    if tile and overlap >= tile:
+        raise ConfigError(f"--tile {tile} must be larger than --tile-overlap {overlap} (its "
+                          "default is 32): give a larger --tile or a smaller --tile-overlap")
     if onnx is not None:
         from ..restore.onnx_runtime import OnnxRestorer
 

@@ -11,6 +11,7 @@ the README's Speed section) and JSON, rewritten as each part is measured.
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -61,6 +62,9 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--time-scale {args.time_scale}: expected a number in (0, 100]")
     check_output_place(args.out, "dir", "--out")
     device = str(resolve_device(args.device))
+    if device == "cpu" and not args.quick:
+        print("note: no CUDA GPU here: the full report times the full-size model on the CPU, "
+              "which takes hours (--quick is the CPU's smoke test)", file=sys.stderr, flush=True)
     settings = ReportSettings.for_quick(device) if args.quick else ReportSettings(device=device)
     if args.train_iters is not None:
         settings.train_iters = args.train_iters

@@ -67,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
         raise CheckpointError(f"{args.ckpt} holds no config: not written by scripts/train.py")
     loaded = load_experiment(ckpt, device="cpu", name=args.ckpt)
     epoch = int(ckpt.get("progress", {}).get("epoch", 0))
-    with writing_to(args.out, "--out"):
+    with writing_to(args.out, "--out", "run it again with --overwrite"):
         written = export_weights(loaded.model, args.out, epoch)
     for kind, path in written.items():
         print(f"{kind}: {path}")
@@ -95,10 +95,10 @@ def _task_export(args: argparse.Namespace) -> int:
     print(f"folded the prompt {model.metadata.get('sentence')!r} "
           f"({model.metadata.get('prompt_encoder')} encoder)")
     if args.safetensors:
-        with writing_to(args.safetensors, "--safetensors"):
+        with writing_to(args.safetensors, "--safetensors", "run it again with --overwrite"):
             print(f"safetensors: {export_safetensors(model, args.safetensors)}")
     if args.onnx:
-        with writing_to(args.onnx, "--onnx"):
+        with writing_to(args.onnx, "--onnx", "run it again with --overwrite"):
             print(f"onnx: {export_onnx(model, args.onnx)}")
     return 0
 

@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Sequence
+from pathlib import Path
 
 from ..outputs import claim_file
+from ..paths import not_a_file
 from ..prompts import PromptConfig, PromptError, all_sentences, build_encoder, save_prompt_table
 from .common import run_cli
 
@@ -46,6 +48,14 @@ def run(args: argparse.Namespace) -> int:
                               "empty one)")
     claim_file(args.out, "--out", args.overwrite, suffix=".pt",
                inputs={"--clip-weights": args.clip_weights})
+    if args.clip_weights is not None:
+        weights = Path(args.clip_weights).expanduser()
+        if args.encoder != "clip":
+            raise PromptError(f"--clip-weights goes with --encoder clip, not {args.encoder}")
+        if not weights.is_file():
+            raise PromptError(f"--clip-weights {weights} {not_a_file(weights) or 'is no file'};"
+                              " expected the CLIP ViT-B/32 weights (open_clip's "
+                              "open_clip_model.safetensors or OpenAI's ViT-B-32.pt)")
     encoder = build_encoder(PromptConfig(encoder=args.encoder, clip_weights=args.clip_weights,
                                          clip_precision=args.precision,
                                          clip_device=args.device))

@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ..config import ConfigError, load_config
-from ..outputs import check_output_place
+from ..outputs import check_name_lengths, check_output_place
 from ..train import StopNow, TrainingInterrupted, stored_config, train
 from ..train.rundir import finished_stages
 from .common import add_config, add_device, run_cli
@@ -60,6 +60,9 @@ def run(args: argparse.Namespace) -> int:
     if args.device is not None:
         overrides.append(f"train.device={json.dumps(args.device)}")
     resume = args.resume or args.resume_with_changes
+    if resume and args.overwrite:
+        raise ConfigError("--resume continues the run and --overwrite starts it again: give "
+                          "one of them")
     if not args.config and not (resume and args.run_dir):
         raise ConfigError("--config is required (only --resume --run-dir DIR can do without)")
     cfg = (load_config(args.config, overrides) if args.config
@@ -73,6 +76,9 @@ def run(args: argparse.Namespace) -> int:
                           "--run-dir")
     if cfg.data.cache_dir:  # the decode cache is written during training (on by default)
         check_output_place(cfg.data.cache_dir, "dir", "data.cache_dir")
+    for index, stage in enumerate(cfg.train.stages):  # its checkpoint's name, said now
+        check_name_lengths(run_dir / "checkpoints" / f"stage{index + 1}_{stage.name}.pt",
+                           f"train.stages[{index}].name")
     done = finished_stages(run_dir) if resume else None
     final = run_dir / "final_results.md"  # absent: the end of the run (classifier, final
     if done is not None and done >= len(cfg.train.stages) and final.is_file():  # eval) is left

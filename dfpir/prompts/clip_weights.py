@@ -67,6 +67,9 @@ def find_clip_weights(weights: str | os.PathLike | None = None, *, download: boo
         return openai_file
     if not download:
         raise PromptError("no CLIP ViT-B/32 weights on this machine. " + OFFLINE_HELP)
+    if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on"):
+        raise PromptError("no CLIP ViT-B/32 weights on this machine, and HF_HUB_OFFLINE is "
+                          "set, so they are not downloaded. " + OFFLINE_HELP)
     return download_clip_weights(hub)
 
 

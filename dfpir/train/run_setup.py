@@ -19,7 +19,7 @@ from ..config import (
 )
 from ..data import DataError, check_data
 from ..models import DFPIR
-from ..models.checkpoint import check_state_dict
+from ..models.checkpoint import CheckpointError, check_state_dict
 from ..models.compiling import compile_network
 from ..prompts import DEGRADATIONS, PromptBank, build_encoder
 from .checkpoint_io import load_training_state
@@ -45,7 +45,21 @@ def stored_config(run_dir: str | Path, overrides: list[str] | tuple[str, ...] = 
     latest = Path(run_dir) / "checkpoints" / "latest.pt"
     if not latest.is_file():
         raise RunDirError(no_checkpoint_message(Path(run_dir)))
-    return config_of(load_training_state(latest), latest, overrides)
+    return config_of(read_latest(latest), latest, overrides)
+
+
+def read_latest(latest: Path) -> dict:
+    """The training state ``--resume`` continues from; one that cannot be read is an error
+    that says how to go on (a stage checkpoint copied over it, or ``--overwrite``)."""
+    try:
+        return load_training_state(latest)  # refuses non-finite weights
+    except CheckpointError as err:
+        others = sorted(latest.parent.glob("stage*.pt"), key=lambda p: p.stat().st_mtime)
+        how = (f"copy a whole stage checkpoint over it to continue from there (the newest: "
+               f"{others[-1].name})" if others else "there is no stage checkpoint to fall "
+               "back on")
+        raise RunDirError(f"{err}. --resume continues from latest.pt: {how}, or start the run "
+                          "again with --overwrite") from None
 
 
 def config_of(state: dict, latest: Path, overrides=()) -> ExperimentConfig:
@@ -89,7 +103,7 @@ def resolve_config(cfg: ExperimentConfig | None, run_dir: Path, is_main: bool, r
     ``resume_with_changes``); a new run refuses a run directory that holds a run."""
     latest = run_dir / "checkpoints" / "latest.pt"
     if resume:
-        state = load_training_state(latest)  # refuses non-finite weights
+        state = read_latest(latest)
         stored = config_of(state, latest)
         cfg = cfg or stored
         changes = config_changes(config_to_dict(stored), config_to_dict(cfg))

@@ -150,6 +150,7 @@ class RunLock:
 #: its checkpoints (named by ``checkpoint_names``: a user's own ``checkpoints/*.pt`` is kept).
 OWNED_FILES = (
     "config.yaml",
+    "train.log",
     CHANGES_NAME,
     "final_results.md",
     "comparison.png",

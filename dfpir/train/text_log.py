@@ -5,6 +5,7 @@ resumes, so that a multi-day job can be followed from its folder or its cluster 
 from __future__ import annotations
 
 import logging
+import os
 import time
 from pathlib import Path
 from typing import TextIO
@@ -19,8 +20,13 @@ class TextLog:
         self.stream: TextIO | None = None
         self.handler: logging.Handler | None = None
 
-    def open(self, run_dir: Path) -> None:
+    def open(self, run_dir: Path, resumed_step: int | None = None) -> None:
+        """Append to the run's log (a resumed run's lines follow its earlier ones, after a
+        line that says so; a new run's log is new: ``--overwrite`` sets the old one aside)."""
         self.stream = open(run_dir / LOG_NAME, "a", encoding="utf-8", buffering=1)  # noqa: SIM115
+        self.line(f"---- dfpir train (pid {os.getpid()}): "
+                  + ("a new run" if resumed_step is None else f"resumed at step {resumed_step}")
+                  + " ----")
         self.handler = logging.StreamHandler(self.stream)
         self.handler.setFormatter(logging.Formatter("%(asctime)s %(message)s",
                                                     "%Y-%m-%d %H:%M:%S"))

@@ -131,7 +131,7 @@ class Trainer:
             self.log.open(self.run_dir / "tensorboard")
             self.log.text("config", "    " + yaml.safe_dump(config_to_dict(cfg), sort_keys=False)
                           .replace("\n", "\n    "))
-            self.text.open(self.run_dir)
+            self.text.open(self.run_dir, resumed_step)
         if state is not None:
             self._resume(state)
 
