@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import re
 import types
 import unicodedata
 from typing import Annotated, Any, Literal, Union, get_args, get_origin, get_type_hints
@@ -105,7 +106,9 @@ def convert(value: Any, annotation: Any, where: str, origin: dict[str, str]) -> 
         return value
     if annotation is str:
         if not isinstance(value, str):
-            raise _fail(where, origin, f"expected a string, got {value!r}")
+            empty = ' (an empty --set value is null; write KEY="" for an empty string)' \
+                if value is None else ""
+            raise _fail(where, origin, f"expected a string, got {value!r}{empty}")
         return value
     raise _fail(where, origin, f"unsupported field type {annotation!r}")
 
@@ -124,6 +127,10 @@ def build_dataclass(cls: type, values: dict, where: str = "",
             seen = "".join(c for c in text if c not in hidden)
             close = difflib.get_close_matches(seen, names, n=1)
             hint = f"; did you mean {close[0]!r}?" if close else f"; expected one of {names}"
+            indexed = re.fullmatch(r"(\w+)\[(\d+)\]", seen)
+            if indexed and indexed.group(1) in names:  # stages[0]: the dotted form works
+                hint = (f"; a list entry is named with a dot: {prefix}{indexed.group(1)}."
+                        f"{indexed.group(2)}")
             if hidden:  # a zero-width space or the like, pasted in: name it
                 hint = (f" ({text!r} holds the invisible character(s) "
                         f"{', '.join(f'U+{ord(c):04X}' for c in hidden)}){hint}")
@@ -134,7 +141,11 @@ def build_dataclass(cls: type, values: dict, where: str = "",
     except (TypeError, ValueError) as err:
         # a value check whose message starts with a field's name is blamed on that key, so the
         # error names the file or the --set that set it
-        first = str(err).split(" ", 1)[0].rstrip(":,").rsplit(".", 1)[-1]
+        path = str(err).split(" ", 1)[0].rstrip(":,")
+        first = path.rsplit(".", 1)[-1]
+        if path.split(".", 1)[0] in names and "." in path:  # "builtin.tasks: ...": that key
+            message = str(err).split(" ", 1)[1] if " " in str(err) else str(err)
+            raise _fail(f"{prefix}{path}", origin, message) from err
         if first in names:
             raise _fail(f"{prefix}{first}", origin, str(err)) from err
         raise _fail(where or cls.__name__, origin, str(err)) from err

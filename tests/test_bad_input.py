@@ -38,6 +38,19 @@ def place(tmp_path, monkeypatch) -> Path:
 
 
 CASES = {
+    "a list entry keyed as in Python": (
+        ["train", "--config", DEMO, "--set", "train.stages[0].epochs=2"],
+        "a list entry is named with a dot: train.stages.0"),
+    "an empty --set value": (["train", "--config", DEMO, "--set", "data.cache_dir="],
+                             'write KEY="" for an empty string'),
+    "a device named by its flag": (["train", "--config", DEMO, "--device", "tpu:9"],
+                                   "(set in --device tpu:9)"),
+    "an unknown built-in task, named with its key and --set": (
+        ["train", "--config", DEMO, "--set", "data.builtin.tasks=[derain, snow]"],
+        "data.builtin.tasks: unknown task 'snow'"),
+    "a built-in task twice": (["train", "--config", DEMO, "--set",
+                               "data.builtin.tasks=[derain, derain]"],
+                              "data.builtin.tasks: names derain twice"),
     "a stage name too long for a file name, before training": (
         ["train", "--config", DEMO, "--run-dir", "r", "--set",
          "train.stages=[{name: " + "s" * 300 + ", epochs: 1}]"], "train.stages[0].name"),

@@ -68,6 +68,7 @@ def test_restore_into_its_own_folder_keeps_every_file(tmp_path, ckpt, capsys, ca
         assert _restore(ckpt, folder, folder) == 0
     said = " ".join(r.getMessage() for r in caplog.records)
     assert "4 image(s) of" in said and "results of an earlier dfpir restore" in said
+    assert "named apart from their input" in said and "a.jpg -> a_jpg_" in said
     assert f"restored 4 of 4 image(s) into {folder}" in capsys.readouterr().out
     second = _digest(folder)
     assert {k: second[k] for k in after} == after and len(second) == len(after) + 4

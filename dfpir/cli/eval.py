@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ..blind.cli import add_eval_arguments
-from ..config.experiment import FlagOverride
+from ..config import FlagOverride
 from ..errors import OutputPlaceError
 from ..eval.blind import blind_markdown
 from ..eval.evaluation import evaluate

@@ -23,7 +23,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from ..config import ConfigError, load_config
+from ..config import ConfigError, FlagOverride, load_config
 from ..outputs import check_name_lengths, check_output_place
 from ..train import StopNow, TrainingInterrupted, stored_config, train
 from ..train.rundir import finished_stages
@@ -58,7 +58,8 @@ def run(args: argparse.Namespace) -> int:
     logging.getLogger("dfpir").setLevel(logging.INFO if main_rank else logging.WARNING)
     overrides = list(args.overrides)
     if args.device is not None:
-        overrides.append(f"train.device={json.dumps(args.device)}")
+        overrides.append(FlagOverride(f"train.device={json.dumps(args.device)}",
+                                      f"--device {args.device}"))
     resume = args.resume or args.resume_with_changes
     if resume and args.overwrite:
         raise ConfigError("--resume continues the run and --overwrite starts it again: give "

@@ -11,6 +11,7 @@ from typing import Literal
 
 from ..errors import ConfigError
 from ..schema import build_dataclass
+from .errors import DataError
 from .layouts import LAYOUT_MODES, LIST_MISSING_MODES
 from .synthetic import (
     BlurConfig,
@@ -267,7 +268,13 @@ def validate_data_config(cfg: DataConfig) -> DataConfig:
     if duplicates:
         raise ValueError(f"duplicate test set names: {', '.join(duplicates)}")
     for task in cfg.builtin.tasks:
-        validate_task(task)
+        try:
+            validate_task(task)
+        except DataError as err:
+            raise ValueError(f"builtin.tasks: {err}") from None
+    repeated = sorted({t for t in cfg.builtin.tasks if cfg.builtin.tasks.count(t) > 1})
+    if repeated:
+        raise ValueError(f"builtin.tasks: names {', '.join(repeated)} twice; each task once")
     return cfg
 
 

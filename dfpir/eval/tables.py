@@ -248,10 +248,9 @@ def load_run(folder: str | os.PathLike) -> RunSummary:
         raise ResultsError(f"no {RESULTS_JSON} in {path}: is it a folder written by scripts/eval.py?")
     try:
         data = json.loads(file.read_text("utf-8"))
-    except json.JSONDecodeError as err:
-        raise ResultsError(f"{file} is not valid JSON: {err}") from err
-    except UnicodeDecodeError:
-        raise ResultsError(f"{file} is not UTF-8 text: not an evaluation result") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:  # not JSON, or not text at all
+        what = f"valid JSON: {err}" if isinstance(err, json.JSONDecodeError) else "UTF-8 text"
+        raise ResultsError(f"{file} is not {what}") from None
     if not isinstance(data, dict) or "model" not in data or "average" not in data:
         raise ResultsError(f"{file} is not an evaluation result (no 'model' or 'average' entry)")
     average = data.get("average") or {}

@@ -142,6 +142,12 @@ def output_paths(inputs: Sequence[Path], out: Path, single_file: bool,
     paths = [unique_path(out / (f"{p.stem}_{p.suffix.lstrip('.').lower()}.png"
                                 if stems.count(p.stem) > 1 else f"{p.stem}.png"),
                          taken, companions, keep_existing=not overwrite) for p in inputs]
+    renamed = [f"{p.name} -> {path.name}" for p, path in zip(inputs, paths, strict=True)
+               if path.name != f"{p.stem}.png"]
+    if renamed:
+        logger.info("note: %d result(s) named apart from their input, as <stem>.png was "
+                    "taken (by another input's result or a file there): %s", len(renamed),
+                    _some(renamed))
     for source, path in zip(inputs, paths, strict=True):
         for name in with_companions(path, companions):
             try:

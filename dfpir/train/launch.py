@@ -39,10 +39,14 @@ def train(cfg: ExperimentConfig | None, run_dir: str | Path, resume: bool = Fals
     except RuntimeError as err:
         # no teardown after a failure: destroying a broken group can block; exiting closes it
         if peer_failure(err, ctx):
+            detail = str(err).splitlines()[0]
+            detail = detail if len(detail) <= 160 else detail[:157].rsplit(" ", 1)[0] + " ..."
             raise PeerFailedError(
-                f"rank {ctx.rank} stops: another process of the torchrun group failed (its "
-                f"error is printed by that process) or did not answer within "
-                f"train.dist_timeout_s ({str(err).splitlines()[0][:160]})") from None
+                f"rank {ctx.rank} stops: another process of the torchrun group ended (an "
+                f"error it printed, or killed without a word) or did not answer within "
+                f"train.dist_timeout_s ({detail}); the last checkpoint, "
+                f"{Path(run_dir) / 'checkpoints' / 'latest.pt'}, is whole: continue with --resume"
+            ) from None
         raise
     teardown(ctx)
     return results

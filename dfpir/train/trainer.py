@@ -148,8 +148,9 @@ class Trainer:
                                          self.sizes)
             for message in messages if self.ctx.is_main else ():
                 logger.warning("%s", message)
-        logger.info("resumed %s at stage %d epoch %d iteration %d", self.run_dir,
-                    self.progress.stage, self.progress.epoch, self.progress.iteration)
+        logger.info("resumed %s at stage %d/%d, epoch %d, after iteration %d of it",
+                    self.run_dir, self.progress.stage + 1, len(self.cfg.train.stages),
+                    self.progress.epoch + 1, self.progress.iteration)
 
     def close(self) -> None:
         """Flush TensorBoard, put an old run back after a failed ``--overwrite`` and release
