@@ -72,6 +72,16 @@ def test_shown_command_uses_existing_options(page, command):
         return
     name, args = parsed
     assert name in COMMANDS, f"{page}: {command!r}: no command {name!r}"
+    if name == "torchrun":  # torchrun's options, then a script with its own
+        from torch.distributed.run import get_args_parser
+
+        script = next((i for i, a in enumerate(args) if a.endswith(".py")), None)
+        if script is None:  # the name alone, in a sentence
+            return
+        launcher = {o for a in get_args_parser()._actions for o in a.option_strings}
+        assert {a.split("=", 1)[0] for a in args[:script] if a.startswith("-")} <= launcher
+        stem = Path(args[script]).stem
+        name, args = SCRIPT_ALIASES.get(stem, stem), args[script + 1:]
     known = _options(cli_reference.command_parser(name), args)
     used = {a.split("=", 1)[0] for a in args if a.startswith("-") and len(a) > 1
             and not re.fullmatch(r"-[\d.]+", a)}

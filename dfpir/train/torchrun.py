@@ -43,7 +43,18 @@ def launch(argv: Sequence[str], prog: str = "dfpir torchrun") -> int:
 
     parser = get_args_parser()
     parser.prog = prog
+
+    def short_error(message: str) -> None:  # not torchrun's 20-line usage first
+        print(f"error: {prog}: {message} (torchrun --help lists its options)", file=sys.stderr)
+        raise SystemExit(2)
+
+    parser.error = short_error  # type: ignore[method-assign]
     args = parser.parse_args(list(argv))  # its own usage errors: status 2
+    nproc = str(args.nproc_per_node)
+    if nproc.lstrip("-").isdigit() and int(nproc) < 1:  # torchrun: a bare AssertionError
+        print(f"error: {prog}: --nproc-per-node must be a count >= 1 (or gpu, cpu, auto), got "
+              f"{nproc}", file=sys.stderr)
+        return 2
     if not args.module and not args.no_python:
         problem = not_a_file(args.training_script)
         if problem:
