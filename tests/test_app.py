@@ -152,7 +152,7 @@ def test_page_in_headless_chromium(tmp_path):
     if not chromium or not chromedriver:
         pytest.skip("needs Debian's chromium and chromium-driver (apt-get install chromium "
                     "chromium-driver)")
-    from dfpir.app.server import build_app
+    from dfpir.app.server import build_app, close_app
 
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     photo_path = tmp_path / "photo.png"
@@ -210,7 +210,7 @@ def test_page_in_headless_chromium(tmp_path):
     finally:
         driver.quit()
         app.close()
-        shutil.rmtree(app.out_root, ignore_errors=True)  # as dfpir app does when it stops
+        close_app(app)  # as dfpir app does when it stops
 
 
 def test_sigterm_stops_the_app_and_removes_its_folder(tmp_path):

@@ -16,6 +16,7 @@ loaded bundle, or None and the reason, which the page shows.
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -45,6 +46,7 @@ __all__ = [
     "RestoredImage",
     "blind_classifier",
     "build_app",
+    "close_app",
     "degradation_choices",
     "load_bundle",
     "restore_image",
@@ -322,7 +324,12 @@ def build_app(bundle: ModelBundle):
               "input's format (16-bit kept).")
     out_root = Path(tempfile.mkdtemp(prefix="dfpir_app_"))
     # gradio keeps each upload (and what it serves) in its cache folder, read when a page or
-    # the server is made: inside ours, it goes when the app stops, with the restorations
+    # the server is made: inside ours, it goes when the app stops (close_app), with the
+    # restorations. Its modules that read the folder once, on import, keep gradio's default.
+    import gradio.route_utils  # noqa: F401
+    import gradio.routes  # noqa: F401
+
+    previous_cache = os.environ.get("GRADIO_TEMP_DIR")
     os.environ["GRADIO_TEMP_DIR"] = str(out_root / "gradio")
 
     def run(files, choice, progress=gr.Progress()):  # noqa: B008 (gradio's idiom)
@@ -364,4 +371,15 @@ def build_app(bundle: ModelBundle):
                             file_count="multiple", interactive=False, elem_id="downloads")
         button.click(run, [files, choice], [before, after, slider, downloads, status])
     app.out_root = out_root
+    app.previous_cache = previous_cache
     return app
+
+
+def close_app(app) -> None:
+    """What a stopped app leaves: nothing. Its folder (restorations, gradio's copies of the
+    uploads) is removed and gradio's cache setting is the one from before ``build_app``."""
+    shutil.rmtree(app.out_root, ignore_errors=True)
+    if getattr(app, "previous_cache", None) is None:
+        os.environ.pop("GRADIO_TEMP_DIR", None)
+    else:
+        os.environ["GRADIO_TEMP_DIR"] = app.previous_cache

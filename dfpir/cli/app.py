@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import errno
-import shutil
 import signal
 import socket
 import sys
@@ -17,7 +16,7 @@ from collections.abc import Sequence
 
 import torch
 
-from ..app.server import DEMO_CHECKPOINT, build_app, load_bundle, require_gradio
+from ..app.server import DEMO_CHECKPOINT, build_app, close_app, load_bundle, require_gradio
 from ..config import ConfigError
 from .common import add_config, add_device, int_in, run_cli
 
@@ -72,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
                            allowed_paths=[str(app.out_root)], show_error=True)
     finally:  # the restored uploads are the app's own files: gone when it stops
         signal.signal(signal.SIGTERM, previous)
-        shutil.rmtree(app.out_root, ignore_errors=True)
+        close_app(app)
     return 0
 
 

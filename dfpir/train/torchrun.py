@@ -11,9 +11,11 @@ failure keeps torchrun's report of which rank failed how, without the Python tra
 
 from __future__ import annotations
 
+import argparse
 import signal
 import sys
-from collections.abc import Sequence
+import tempfile
+from collections.abc import Callable, Sequence
 
 __all__ = ["STOP_SIGNALS", "launch", "stopped_by"]
 
@@ -35,8 +37,6 @@ def stopped_by(exit_codes: Sequence[int]) -> signal.Signals | None:
 def launch(argv: Sequence[str], prog: str = "dfpir torchrun") -> int:
     """Run ``torchrun`` with ``argv`` (its own options, then the script and its arguments).
     Its options and the script are checked first: a bad one is one ``error:`` line, status 2."""
-    from torch.distributed.elastic.multiprocessing.api import SignalException
-    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.run import get_args_parser, run
 
     from ..paths import not_a_file
@@ -61,6 +61,22 @@ def launch(argv: Sequence[str], prog: str = "dfpir torchrun") -> int:
             print(f"error: the training script {args.training_script} {problem}",
                   file=sys.stderr)
             return 2
+    own_logs = None
+    if getattr(args, "log_dir", None) is None:  # torchrun's default: a folder left in /tmp
+        own_logs = tempfile.TemporaryDirectory(prefix="dfpir_torchrun_")
+        args.log_dir = own_logs.name
+    try:
+        return _run(run, args, prog)
+    finally:
+        if own_logs is not None:
+            own_logs.cleanup()
+
+
+def _run(run: Callable, args: argparse.Namespace, prog: str) -> int:
+    """torchrun's ``run``, its ends turned into exit statuses."""
+    from torch.distributed.elastic.multiprocessing.api import SignalException
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+
     try:
         run(args)
     except (ValueError, AssertionError) as err:  # torchrun's checks of its options
