@@ -60,6 +60,7 @@ def test_overwrite_that_fails_before_a_checkpoint_puts_the_old_run_back(tmp_path
     (run_dir / "checkpoints" / "my_backup.pt").write_bytes(b"mine")
     before = {p.relative_to(run_dir): p.read_bytes()
               for p in run_dir.rglob("*") if p.is_file() and "tensorboard" not in p.parts}
+    events = sorted(p.name for p in (run_dir / "tensorboard").iterdir())
 
     def broken(*_args, **_kwargs):
         raise OSError("image file is truncated")
@@ -72,6 +73,8 @@ def test_overwrite_that_fails_before_a_checkpoint_puts_the_old_run_back(tmp_path
     after = {p.relative_to(run_dir): p.read_bytes()
              for p in run_dir.rglob("*") if p.is_file() and "tensorboard" not in p.parts}
     assert after == before
+    # the failed attempt's own event file is gone: TensorBoard shows the old run alone
+    assert sorted(p.name for p in (run_dir / "tensorboard").iterdir()) == events
 
     # and once the new run has its first checkpoint, the old one's files are gone
     trainer = Trainer(tiny_cfg("train.val_every=0"), run_dir, overwrite=True)

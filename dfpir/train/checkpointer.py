@@ -17,7 +17,7 @@ from ..models.orders import order_record
 from ..prompts import PromptBank
 from .checkpoint_io import atomic_save, rng_state
 from .errors import NonFiniteLossError
-from .rundir import drop_set_aside, restore_set_aside
+from .rundir import clear_owned_files, drop_set_aside, restore_set_aside
 from .schedule import StageSchedule
 from .stages import Progress
 
@@ -85,8 +85,10 @@ class Checkpointer:
     def close(self) -> None:
         """``--overwrite`` and no checkpoint was written: put the old run back."""
         if self.set_aside:
-            for path in restore_set_aside(self.run_dir):
-                logger.warning("--overwrite: the new run wrote no checkpoint; put back %s", path)
+            clear_owned_files(self.run_dir)  # the failed attempt's own (its events, its log)
+            back = restore_set_aside(self.run_dir)
+            logger.warning("--overwrite: the new run wrote no checkpoint; the previous run's %d "
+                           "file(s) are put back in %s", len(back), self.run_dir)
             self.set_aside = False
 
     def go_on(self, options: str = "") -> str:
