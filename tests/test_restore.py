@@ -197,7 +197,7 @@ def test_what_is_changed_skipped_or_ignored_is_said(tmp_path, ckpt, capsys, capl
                      "--classifier", "c.pt", "--tile-overlap", "8"]) == 0
     said = caplog.text
     for note in ("pal.png: palette image read as RGB", "print.jpg: CMYK image read as RGB",
-                 "1 hidden image(s)", ".hidden.png", "an animation: give it as --input",
+                 "1 hidden image(s)", ".hidden.png", "GIF: give one as --input",
                  "--threads applies to --onnx", "--classifier applies to --degradation auto",
                  "--tile-overlap applies with --tile"):
         assert note in said, note

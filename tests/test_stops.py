@@ -49,3 +49,16 @@ def test_a_folder_restore_stopped_midway_says_what_it_wrote(tmp_path, signum):
     assert f"{len(written)} of 400 image(s) restored before the stop" in stderr, stderr
     for path in written:  # each whole
         assert read_image(path).shape == (48, 48, 3)
+
+
+def test_ctrl_c_while_a_command_loads_is_a_stop_not_a_traceback(monkeypatch, capsys):
+    import importlib
+
+    import dfpir.cli as cli
+
+    def interrupted(name, *args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(importlib, "import_module", interrupted)
+    assert cli.main(["restore", "-i", "x.png"]) == 130
+    assert capsys.readouterr().err == "stopped (Ctrl-C)\n"

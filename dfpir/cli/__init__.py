@@ -83,7 +83,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         hint = f"; did you mean {close[0]!r}?" if close else ""
         print(f"error: unknown command {name!r}{hint}\n{_usage()}", file=sys.stderr)
         return 2
-    module = importlib.import_module(f"{__name__}.{COMMANDS[name][0]}")
-    if name == "visualize":
-        return module.main(rest, keep_memory=True, prog=f"dfpir {name}")
-    return module.main(rest, prog=f"dfpir {name}")
+    try:  # Ctrl-C while torch and the command load: a stop like any other, no traceback
+        module = importlib.import_module(f"{__name__}.{COMMANDS[name][0]}")
+        if name == "visualize":
+            return module.main(rest, keep_memory=True, prog=f"dfpir {name}")
+        return module.main(rest, prog=f"dfpir {name}")
+    except KeyboardInterrupt:
+        if "--debug" in rest:
+            raise
+        print("stopped (Ctrl-C)", file=sys.stderr)
+        return 130

@@ -16,7 +16,7 @@ from ..blind.cli import AUTO, add_restore_arguments, auto_prompt_chooser
 from ..config import ConfigError
 from ..data.tasks import TASKS
 from ..loading import load_experiment, say_notes, untrained_task_warning
-from ..outputs import check_output_place
+from ..outputs import check_name_lengths, check_output_place
 from ..prompts import PromptError, get_degradation
 from ..restore import (
     collect_inputs,
@@ -99,15 +99,16 @@ def run(args: argparse.Namespace) -> int:
     if not args.onnx and not args.ckpt:
         raise ConfigError("give --ckpt CHECKPOINT (or --onnx FILE, a per-task export)")
     _check_degradation(args)
-    _note_ignored(args)
-    if Path(args.input).is_dir() and Path(args.out).is_file():  # before the folder's notes
-        raise ConfigError(f"--out {args.out} is an existing file; a folder input needs an "
-                          "output folder")
-    inputs = collect_inputs(args.input, args.out)
+    check_name_lengths(args.out, "--out")
+    notes: list[str] = []  # the folder's, said once the outputs are checked too
+    inputs = collect_inputs(args.input, args.out, notes)
     single = Path(args.input).is_file()
     outputs = output_paths(inputs, Path(args.out), single, compare=args.side_by_side,
                            overwrite=args.overwrite)
     check_output_place(outputs[0] if single else args.out, "file" if single else "dir", "--out")
+    for note in notes:
+        logger.info("%s", note)
+    _note_ignored(args)
     if args.onnx:
         return _run_onnx(args, inputs, outputs, single)
     loaded = load_experiment(args.ckpt, args.config, args.overrides, args.device,

@@ -32,16 +32,24 @@ logger = logging.getLogger(__name__)
 RESULT_TEXT = {"Software": "dfpir restore"}
 
 
-def collect_inputs(path: str | os.PathLike, out: str | os.PathLike | None = None
-                   ) -> list[Path]:
+def collect_inputs(path: str | os.PathLike, out: str | os.PathLike | None = None,
+                   notes: list[str] | None = None) -> list[Path]:
     """The image files to restore: ``path`` itself, or the image files in the folder
     ``path`` (not its sub-folders), sorted; the other files of the folder (and entries that
     are no files: broken links, FIFOs) are named in a note,
     and an animated image given alone gets a note that only its first frame is restored.
     When ``out`` is the folder itself, the results an earlier ``restore`` wrote there (their
     PNG says so, ``RESULT_TEXT``) are skipped with a note: a second run restores the photos,
-    not the first run's results. Raises ``DataError`` when there are none."""
+    not the first run's results. The notes go to ``notes`` when given (said once the outputs
+    are checked too), else to the log. Raises ``DataError`` when there are none."""
     path = Path(path)
+
+    def note(text: str, *values: object) -> None:
+        if notes is None:
+            logger.info(text, *values)
+        else:
+            notes.append(text % values)
+
     if path.is_dir():
         visible = sorted(p for p in path.iterdir() if not p.name.startswith("."))
         entries = [p for p in visible if p.is_file()]
@@ -49,23 +57,23 @@ def collect_inputs(path: str | os.PathLike, out: str | os.PathLike | None = None
         others = [p.name for p in entries if not is_image_file(p)]
         unreadable = [p.name for p in visible if not p.is_dir() and not p.is_file()]
         if unreadable:  # broken or looping links, FIFOs, sockets
-            logger.info("note: %d entr(ies) of %s skipped, not files (links to nothing or that "
+            note("note: %d entr(ies) of %s skipped, not files (links to nothing or that "
                         "loop, FIFOs...): %s", len(unreadable), path, _some(unreadable))
         if others:
-            logger.info("note: %d file(s) of %s skipped, not PNG/JPEG/BMP/TIFF/WebP images%s: "
-                        "%s", len(others), path, " (an animation: give it as --input to "
-                        "restore its first frame)" if any(n.lower().endswith(".gif")
+            note("note: %d file(s) of %s skipped, not PNG/JPEG/BMP/TIFF/WebP images%s: "
+                        "%s", len(others), path, " (GIF: give one as --input to restore it, "
+                        "its first frame when animated)" if any(n.lower().endswith(".gif")
                                                           for n in others) else "",
                         _some(others))
         hidden = [p.name for p in path.iterdir() if p.name.startswith(".") and p.is_file()
                   and is_image_file(p.with_name(p.name.lstrip(".") or "x"))]
         if hidden:
-            logger.info("note: %d hidden image(s) of %s skipped (the name starts with a dot): "
+            note("note: %d hidden image(s) of %s skipped (the name starts with a dot): "
                         "%s", len(hidden), path, _some(hidden))
         if out is not None and Path(out).is_dir() and Path(out).samefile(path):
             earlier = [p for p in files if _is_result(p)]
             if earlier:
-                logger.info("note: %d image(s) of %s skipped: results of an earlier dfpir "
+                note("note: %d image(s) of %s skipped: results of an earlier dfpir "
                             "restore into this folder (their PNG says so): %s; to restore one "
                             "again, give it as --input", len(earlier), path,
                             _some([p.name for p in earlier]))
@@ -83,7 +91,7 @@ def collect_inputs(path: str | os.PathLike, out: str | os.PathLike | None = None
         raise DataError(f"input {path} {why}; expected an image file or a folder of them")
     frames = frame_count(path)
     if frames > 1:
-        logger.info("note: %s has %d frames (an animation): only the first is restored",
+        note("note: %s has %d frames (an animation): only the first is restored",
                     path, frames)
     return [path]
 

@@ -47,8 +47,10 @@ class StopRequests:
     made it, and under torchrun the request the ranks agreed on (``agree``)."""
 
     def __init__(self, distributed: bool, stall_s: float = 0.0,
-                 on_stall: Callable[[int, float], None] | None = None) -> None:
+                 on_stall: Callable[[int, float], None] | None = None,
+                 announce: bool = True) -> None:
         self.distributed = distributed
+        self.announce = announce  # rank 0 says it; another rank's signal it names after
         self.requested = False
         self.signal: int | None = None
         self.agreed = False
@@ -84,8 +86,9 @@ class StopRequests:
                 return
             raise StopNow(signum)
         self.requested, self.signal, self._signalled_at = True, signum, now
-        logger.warning("%s: saving latest.pt at the next step boundary, then stopping (send "
-                       "it again to stop at once)", signal.Signals(signum).name)
+        logger.log(logging.WARNING if self.announce else logging.INFO,
+                   "%s: saving latest.pt at the next step boundary, then stopping (send it "
+                   "again to stop at once)", signal.Signals(signum).name)
         if self.distributed and self.stall_s > 0 and self.on_stall is not None:
             self._watch = threading.Thread(target=self._watch_steps, args=(signum,),
                                            name="dfpir-stop-watch", daemon=True)

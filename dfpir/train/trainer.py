@@ -81,7 +81,7 @@ class Trainer:
         if cfg is None and not resume:
             raise ConfigError("a new run needs a config (--config)")
         self.ctx = ctx or setup_for(cfg or stored_config(self.run_dir))
-        self.stops = StopRequests(self.ctx.distributed)
+        self.stops = StopRequests(self.ctx.distributed, announce=self.ctx.is_main)
         self.progress = Progress()
         self.schedule: StageSchedule | None = None
         self._bar: StageProgress | None = None
