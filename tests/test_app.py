@@ -241,3 +241,19 @@ def test_sigterm_stops_the_app_and_removes_its_folder(tmp_path):
     finally:
         proc.kill()
     assert not list(temp.glob("dfpir_app_*"))
+
+
+def test_a_choice_outside_the_menu_is_answered_on_the_page(tmp_path):
+    """An API call may send any degradation: the page answers it, gradio prints nothing."""
+    pytest.importorskip("gradio")
+    from dfpir.app.server import build_app, close_app, load_bundle
+
+    bundle = load_bundle(save_tiny(tmp_path / "tiny.pt"), device="cpu")
+    write_image(tmp_path / "x.png", photo(16, 16))
+    app = build_app(bundle)
+    try:
+        run = next(f.fn for f in app.fns.values() if getattr(f, "name", "") == "run")
+        *_, message = run([str(tmp_path / "x.png")], "snow")
+        assert "'snow' is not offered by this model" in message
+    finally:
+        close_app(app)

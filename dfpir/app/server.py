@@ -336,6 +336,9 @@ def build_app(bundle: ModelBundle):
         paths = [f if isinstance(f, str) else getattr(f, "name", str(f)) for f in files or []]
         if not paths:
             return None, None, None, None, "Upload at least one image first."
+        if choice not in choices:
+            return None, None, None, None, (f"{choice!r} is not offered by this model; choose "
+                                            f"one of {', '.join(choices)}.")
         out_dir = Path(tempfile.mkdtemp(dir=out_root))
         results, written, messages = restore_uploads(
             bundle, paths, choice, out_dir,
@@ -352,8 +355,10 @@ def build_app(bundle: ModelBundle):
             files = gr.File(label="Images", file_count="multiple", type="filepath",
                             elem_id="uploads")
             with gr.Column():
+                # any value reaches run(), which answers one outside the menu (an API call)
+                # on the page instead of gradio printing a traceback on the console
                 choice = gr.Dropdown(choices, value=choices[0], label="Degradation",
-                                     elem_id="degradation")
+                                     elem_id="degradation", allow_custom_value=True)
                 button = gr.Button("Restore", variant="primary", elem_id="restore")
                 status = gr.Markdown(elem_id="status")
         with gr.Row():
