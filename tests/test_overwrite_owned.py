@@ -187,3 +187,37 @@ def test_resume_from_a_broken_latest_says_how_to_go_on(tmp_path, capsys):
     assert "--overwrite" in err and err.count("\n") == 1
     assert dfpir(["train", "--resume", "--overwrite", "--run-dir", str(run_dir)]) == 2
     assert "give one of them" in capsys.readouterr().err
+
+
+def test_a_stop_while_the_classifier_trains_ends_it_and_resume_finishes(tmp_path, monkeypatch,
+                                                                         capsys):
+    """A stop asked while the classifier trains (after the last stage's save) ends the run at
+    once, not after the classifier's steps; --resume then trains it and finishes the run."""
+    import pytest
+    from test_train import tiny_cfg
+
+    import dfpir.blind.classifier as classifier
+    from dfpir.cli import main as dfpir
+    from dfpir.models.checkpoint import read_checkpoint
+    from dfpir.train import Trainer, TrainingInterrupted
+
+    run_dir = tmp_path / "run"
+    cfg = tiny_cfg("train.val_every=0", "classifier.enabled=true", "classifier.steps=50",
+                   "classifier.samples_per_task=4")
+    trainer = Trainer(cfg, run_dir)
+    real = classifier.sample_training_crops
+
+    def then_stop(*args, **kwargs):
+        crops = real(*args, **kwargs)
+        trainer.stops.requested = True  # as SIGTERM's handler sets it
+        return crops
+
+    monkeypatch.setattr(classifier, "sample_training_crops", then_stop)
+    with pytest.raises(TrainingInterrupted):
+        trainer.run()
+    assert "classifier" not in read_checkpoint(run_dir / "checkpoints" / "latest.pt")
+    monkeypatch.undo()
+    capsys.readouterr()
+    assert dfpir(["train", "--resume", "--run-dir", str(run_dir)]) == 0
+    assert "classifier" in read_checkpoint(run_dir / "checkpoints" / "latest.pt")
+    assert (run_dir / "final_results.md").is_file()

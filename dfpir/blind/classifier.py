@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -30,7 +30,7 @@ from .features import FEATURE_NAMES, grid_crops, image_features
 if TYPE_CHECKING:
     from ..config import ExperimentConfig
 
-__all__ = ["ClassifierError", "DegradationClassifier", "Prediction", "classifier_from_checkpoint",
+__all__ = ["ClassifierError", "ClassifierStopped", "DegradationClassifier", "Prediction", "classifier_from_checkpoint",
            "sample_training_crops", "train_classifier"]
 
 logger = logging.getLogger(__name__)
@@ -254,27 +254,37 @@ def sample_training_crops(cfg: ExperimentConfig, classes: Sequence[str]
     return torch.cat(features), torch.cat(labels)
 
 
+class ClassifierStopped(Exception):  # noqa: N818 (a stop, not a failure)
+    """A stop request (``stop()`` true) ended the classifier's training: nothing stored."""
+
+
 def fit_classifier(features: torch.Tensor, labels: torch.Tensor, classes: Sequence[str],
-                   config: ClassifierConfig) -> DegradationClassifier:
+                   config: ClassifierConfig, stop: Callable[[], bool] | None = None
+                   ) -> DegradationClassifier:
     """Train the MLP on precomputed features (full batch, Adam, cross-entropy), with its own
-    generator: the global random state is left as it was."""
+    generator: the global random state is left as it was. ``stop`` is asked before each step
+    (a run's stop request: ``ClassifierStopped``)."""
     threads = torch.get_num_threads()
     with torch.random.fork_rng(devices=[]):  # the CPU generator only
         torch.manual_seed(config.seed)
         torch.set_num_threads(1)  # tiny matrices: extra threads only add overhead
-        model = DegradationClassifier(classes, config)
-        model.mean.copy_(features.mean(dim=0))
-        model.std.copy_(features.std(dim=0).clamp_min(1e-6))
-        optimizer = torch.optim.Adam(model.net.parameters(), lr=config.lr,
-                                     weight_decay=config.weight_decay)
-        model.train()
-        for _ in range(config.steps):
-            loss = nn.functional.cross_entropy(model(features), labels,
-                                               label_smoothing=config.label_smoothing)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-        torch.set_num_threads(threads)
+        try:
+            model = DegradationClassifier(classes, config)
+            model.mean.copy_(features.mean(dim=0))
+            model.std.copy_(features.std(dim=0).clamp_min(1e-6))
+            optimizer = torch.optim.Adam(model.net.parameters(), lr=config.lr,
+                                         weight_decay=config.weight_decay)
+            model.train()
+            for _ in range(config.steps):
+                if stop is not None and stop():
+                    raise ClassifierStopped("stopped while the classifier trained")
+                loss = nn.functional.cross_entropy(model(features), labels,
+                                                   label_smoothing=config.label_smoothing)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+        finally:
+            torch.set_num_threads(threads)
     model.eval()
     with torch.no_grad():
         accuracy = float((model(features).argmax(dim=1) == labels).float().mean())
@@ -294,15 +304,17 @@ def classifier_classes(cfg: ExperimentConfig) -> list[str]:
     return classes
 
 
-def train_classifier(cfg: ExperimentConfig) -> DegradationClassifier:
-    """Train the degradation classifier of ``cfg.classifier`` on ``cfg``'s training mix."""
+def train_classifier(cfg: ExperimentConfig, stop: Callable[[], bool] | None = None
+                     ) -> DegradationClassifier:
+    """Train the degradation classifier of ``cfg.classifier`` on ``cfg``'s training mix
+    (``stop``: see ``fit_classifier``)."""
     start = time.perf_counter()
     classes = classifier_classes(cfg)
     if cfg.classifier.clean_class:
         classes = [*classes, CLEAN]
     features, labels = sample_training_crops(cfg, classes)
     sampled = time.perf_counter()
-    model = fit_classifier(features, labels, classes, cfg.classifier)
+    model = fit_classifier(features, labels, classes, cfg.classifier, stop)
     logger.info("classifier trained in %.1f s (crops and statistics %.1f s, fit %.1f s)",
                 time.perf_counter() - start, sampled - start, time.perf_counter() - sampled)
     return model

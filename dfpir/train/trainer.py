@@ -384,9 +384,13 @@ class Trainer:
         """Train the degradation classifier (``classifier:`` section; ours, off by default) on
         the training mix and add it to the last stage's checkpoint, 'latest' and 'best'."""
         if self.ctx.is_main:
-            from ..blind import train_classifier
-
-            self.classifier_state = train_classifier(self.cfg).to_state()
+            from ..blind.classifier import ClassifierStopped, train_classifier
+            try:  # one process: a stop asked meanwhile ends it (--resume trains it again)
+                self.classifier_state = train_classifier(self.cfg, None if self.ctx.distributed
+                                                         else lambda: self.stops.requested
+                                                         ).to_state()
+            except ClassifierStopped:
+                raise self._interrupted() from None
             stages = self.cfg.train.stages
             self.save("latest", f"stage{len(stages)}_{stages[-1].name}")
             best = self.checkpoints.dir / "best.pt"
