@@ -221,3 +221,11 @@ def test_a_stop_while_the_classifier_trains_ends_it_and_resume_finishes(tmp_path
     assert dfpir(["train", "--resume", "--run-dir", str(run_dir)]) == 0
     assert "classifier" in read_checkpoint(run_dir / "checkpoints" / "latest.pt")
     assert (run_dir / "final_results.md").is_file()
+
+
+def test_the_resume_position_reads_as_the_progress_line():
+    from dfpir.train.stages import Progress, resume_position
+
+    assert resume_position(Progress(stage=0, epoch=3, iteration=2), 1) == (
+        "at stage 1/1, epoch 4, after iteration 2 of it")
+    assert resume_position(Progress(stage=1), 1).startswith("after its last stage")

@@ -19,6 +19,7 @@ from pathlib import Path
 from ..outputs import claim_file
 from ..paths import not_a_file
 from ..prompts import PromptConfig, PromptError, all_sentences, build_encoder, save_prompt_table
+from ..prompts.clip_weights import CLIP_HF_FILES, CLIP_HF_REPO
 from .common import run_cli
 
 
@@ -56,9 +57,16 @@ def run(args: argparse.Namespace) -> int:
             raise PromptError(f"--clip-weights {weights} {not_a_file(weights) or 'is no file'};"
                               " expected the CLIP ViT-B/32 weights (open_clip's "
                               "open_clip_model.safetensors or OpenAI's ViT-B-32.pt)")
-    encoder = build_encoder(PromptConfig(encoder=args.encoder, clip_weights=args.clip_weights,
-                                         clip_precision=args.precision,
-                                         clip_device=args.device))
+    try:
+        encoder = build_encoder(PromptConfig(encoder=args.encoder,
+                                             clip_weights=args.clip_weights,
+                                             clip_precision=args.precision,
+                                             clip_device=args.device))
+    except PromptError as err:  # the advice in this command's words: a flag, not config keys
+        first = str(err).split(" Without internet,")[0]
+        raise PromptError(f"{first} Without internet, give the weights as a local file: "
+                          f"--clip-weights PATH ({CLIP_HF_FILES[0]} from the Hugging Face "
+                          f"repo {CLIP_HF_REPO}, or OpenAI's ViT-B-32.pt)") from None
     sentences = list(dict.fromkeys(all_sentences() + args.sentence))  # each once
     repeated = len(all_sentences()) + len(args.sentence) - len(sentences)
     if repeated:

@@ -86,3 +86,11 @@ def environment(device: torch.device) -> dict:
                    cuda=torch.version.cuda, cudnn=torch.backends.cudnn.version())
     return env
 
+
+def row_text(row: dict) -> str:
+    """A measured row as one readable progress line: ``key value`` pairs, numbers to 3
+    figures, empty values left out."""
+    def shown(value: object) -> str:
+        return f"{value:.3g}" if isinstance(value, float) else str(value)
+
+    return ", ".join(f"{k} {shown(v)}" for k, v in row.items() if v not in (None, "", [], {}))

@@ -22,6 +22,7 @@ from .measure import (
     _peak_mib,
     _reset_peak,
     _sync,
+    row_text,
 )
 from .settings import MODES, ReportSettings
 from .train_data import (
@@ -73,7 +74,7 @@ def throughput(settings: ReportSettings, device: torch.device) -> list[dict]:
         last_cost = time.perf_counter() - start
         row["section_s"] = round(last_cost, 1)
         rows.append(row)
-        logger.info("throughput %s", row)
+        logger.info("throughput: %s", row_text(row))
     return rows
 
 
@@ -122,7 +123,7 @@ def inference(settings: ReportSettings, device: torch.device) -> list[dict]:
                 except OutOfMemory as err:
                     row["oom"] = str(err)[:160]
                 rows.append(row)
-                logger.info("inference %s", row)
+                logger.info("inference: %s", row_text(row))
             if len(outputs) == 2:
                 mse = float(torch.mean((outputs["bf16"] - outputs["none"]) ** 2))
                 rows[-1]["psnr_bf16_vs_fp32"] = 10 * math.log10(1 / mse) if mse else math.inf

@@ -24,6 +24,7 @@ from .measure import (
     _peak_mib,
     _reset_peak,
     _sync,
+    row_text,
 )
 from .settings import ReportSettings
 from .train_data import (
@@ -93,7 +94,8 @@ def _train_config(base: ExperimentConfig, root: Path, batch: int, patch: int, it
                   model: dict, compile_mode: str = "none") -> ExperimentConfig:
     cfg = copy.deepcopy(base)
     # the generated root holds none of the released file lists' names: use its folders
-    tasks = [dataclasses.replace(t, list_missing="scan") for t in cfg.data.train_tasks]
+    tasks = [dataclasses.replace(t, list_file="", list_missing="scan")
+             for t in cfg.data.train_tasks]
     data = dataclasses.replace(cfg.data, data_root=str(root), test_sets=[], cache_dir=cache_dir,
                                num_workers=workers, patch_size=patch, train_tasks=tasks)
     stage = dataclasses.replace(cfg.train.stages[0], batch_size=batch, max_iters=iters + 5,
@@ -154,7 +156,7 @@ def training(settings: ReportSettings, device: torch.device, config_path: str | 
         row.update(_timed_run(cfg, work_dir / f"run_b{batch}_c{int(cache)}_bf{int(bf16)}",
                               settings, budget, device))
         out["runs"].append(row)
-        logger.info("training %s", row)
+        logger.info("training: %s", row_text(row))
         flush()
     out["stage_memory"] = stage_memory(settings, device, base, budget)
     flush()

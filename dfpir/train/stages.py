@@ -23,6 +23,14 @@ class Progress:
     test_best_psnr: float = -math.inf  # best mean test PSNR of train.select_on_test
 
 
+def resume_position(progress: Progress, stages: int) -> str:
+    """Where a resumed run goes on, in the progress line's numbering (from 1)."""
+    if progress.stage >= stages:
+        return "after its last stage (its end is left: the classifier, the final evaluation)"
+    return (f"at stage {progress.stage + 1}/{stages}, epoch {progress.epoch + 1}, after "
+            f"iteration {progress.iteration} of it")
+
+
 def process_batch_size(batch_size: int, world_size: int, is_global: bool) -> int:
     """The batch each process loads: ``batch_size`` itself (per process, as the release under
     torchrun), or, when it is the global batch, its share, which must divide evenly."""

@@ -44,7 +44,7 @@ from .run_setup import (
 from .rundir import RunLock
 from .sampler import EpochSampler
 from .schedule import StageSchedule
-from .stages import Progress, StageSizes
+from .stages import Progress, StageSizes, resume_position
 from .stop_requests import StopNow, StopRequests, give_up_waiting
 from .text_log import TextLog
 from .train_step import TrainStep
@@ -148,9 +148,8 @@ class Trainer:
                                          self.sizes)
             for message in messages if self.ctx.is_main else ():
                 logger.warning("%s", message)
-        logger.info("resumed %s at stage %d/%d, epoch %d, after iteration %d of it",
-                    self.run_dir, self.progress.stage + 1, len(self.cfg.train.stages),
-                    self.progress.epoch + 1, self.progress.iteration)
+        logger.info("resumed %s %s", self.run_dir,
+                    resume_position(self.progress, len(self.cfg.train.stages)))
 
     def close(self) -> None:
         """Flush TensorBoard, put an old run back after a failed ``--overwrite`` and release
