@@ -38,6 +38,8 @@ def place(tmp_path, monkeypatch) -> Path:
 
 
 CASES = {
+    "--resume of a file": (["train", "--resume", "--run-dir", "afile.txt"],
+                           "--run-dir afile.txt is an existing file"),
     "a list entry keyed as in Python": (
         ["train", "--config", DEMO, "--set", "train.stages[0].epochs=2"],
         "a list entry is named with a dot: train.stages.0"),

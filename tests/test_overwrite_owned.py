@@ -224,8 +224,28 @@ def test_a_stop_while_the_classifier_trains_ends_it_and_resume_finishes(tmp_path
 
 
 def test_the_resume_position_reads_as_the_progress_line():
+    from dfpir.config import StageConfig
     from dfpir.train.stages import Progress, resume_position
 
-    assert resume_position(Progress(stage=0, epoch=3, iteration=2), 1) == (
+    stages = [StageConfig(name="a", epochs=30)]
+    assert resume_position(Progress(stage=0, epoch=3, iteration=2), stages) == (
         "at stage 1/1, epoch 4, after iteration 2 of it")
-    assert resume_position(Progress(stage=1), 1).startswith("after its last stage")
+    assert resume_position(Progress(stage=1), stages).startswith("after its last stage")
+    assert "past the stage's 3 epoch(s)" in resume_position(
+        Progress(stage=0, epoch=5), [StageConfig(name="a", epochs=3)])
+
+
+def test_a_resume_cannot_change_the_models_shapes(tmp_path, capsys):
+    from test_train import tiny_cfg
+
+    from dfpir.cli import main as dfpir
+    from dfpir.train import Trainer
+
+    run_dir = tmp_path / "run"
+    Trainer(tiny_cfg("train.val_every=0"), run_dir).run()
+    (run_dir / "final_results.md").unlink()
+    capsys.readouterr()
+    assert dfpir(["train", "--resume-with-changes", "--run-dir", str(run_dir), "--set",
+                  "model.dim=16"]) == 2
+    err = capsys.readouterr().err
+    assert "model.dim cannot change on a resume" in err and err.count("\n") == 1, err

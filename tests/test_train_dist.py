@@ -94,6 +94,18 @@ def test_a_failing_rank_ends_every_rank_quickly_with_one_error(tmp_path):
     assert "[rank1]: Traceback" not in err and "[rank0]: Traceback" not in err, err[-3000:]
 
 
+def test_dfpir_torchrun_passes_on_a_user_error_as_status_2(tmp_path):
+    """A bad config under dfpir torchrun: the workers' error line and status 2, not torch's
+    ChildFailedError report and 1."""
+    cfg = write_cfg(tmp_path)
+    code, err = finish(launch(["--config", str(cfg), "--run-dir", str(tmp_path / "run"),
+                               "--set", "model.dim=0"], runner="dfpir"), timeout=90)
+    assert code == 2, err[-3000:]
+    assert "error: model.dim: dim must be positive" in err and "ChildFailedError" not in err
+    assert err.rstrip().splitlines()[-1].startswith("torchrun: the workers stopped on the error")
+    assert not (tmp_path / "run").exists()
+
+
 def test_a_stop_on_one_rank_stops_all_at_the_next_check(tmp_path):
     # rank 1 alone asks to stop after step 1 (checks every 3 steps and at each epoch's end,
     # here step 2): both ranks save step 2 and stop, neither waits for the other

@@ -24,6 +24,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ..config import ConfigError, FlagOverride, load_config
+from ..errors import OutputPlaceError
 from ..outputs import check_name_lengths, check_output_place
 from ..train import StopNow, TrainingInterrupted, stored_config, train
 from ..train.rundir import finished_stages
@@ -66,6 +67,8 @@ def run(args: argparse.Namespace) -> int:
                           "one of them")
     if not args.config and not (resume and args.run_dir):
         raise ConfigError("--config is required (only --resume --run-dir DIR can do without)")
+    if args.run_dir:
+        check_output_place(args.run_dir, "dir", "--run-dir")  # a file is not "no run"
     cfg = (load_config(args.config, overrides) if args.config
            else stored_config(args.run_dir, overrides))
     run_dir = Path(args.run_dir or Path(cfg.output_dir) / cfg.name)
@@ -76,7 +79,13 @@ def run(args: argparse.Namespace) -> int:
                           "--overwrite replaces: keep the config elsewhere or choose another "
                           "--run-dir")
     if cfg.data.cache_dir:  # the decode cache is written during training (on by default)
-        check_output_place(cfg.data.cache_dir, "dir", "data.cache_dir")
+        try:
+            check_output_place(cfg.data.cache_dir, "dir", "data.cache_dir")
+        except OutputPlaceError as err:
+            if "full" not in str(err):
+                raise
+            logging.getLogger("dfpir").warning(  # a speed-up: training goes on decoding
+                "warning: %s; training goes on without adding to the decode cache", err)
     for index, stage in enumerate(cfg.train.stages):  # its checkpoint's name, said now
         check_name_lengths(run_dir / "checkpoints" / f"stage{index + 1}_{stage.name}.pt",
                            f"train.stages[{index}].name")

@@ -24,7 +24,7 @@ from ..models.compiling import compile_network
 from ..prompts import DEGRADATIONS, PromptBank, build_encoder
 from .checkpoint_io import load_training_state
 from .distributed import DistContext, match_grad_strides, setup
-from .errors import RunDirError
+from .errors import ResumeConfigError, RunDirError
 from .rundir import (
     ASIDE_NAME,
     config_changes,
@@ -46,6 +46,12 @@ def stored_config(run_dir: str | Path, overrides: list[str] | tuple[str, ...] = 
     if not latest.is_file():
         raise RunDirError(no_checkpoint_message(Path(run_dir)))
     return config_of(read_latest(latest), latest, overrides)
+
+
+#: Config keys that set the shapes of the weights: a resume cannot change them.
+SHAPE_KEYS = tuple(f"model.{k}" for k in (
+    "in_channels", "out_channels", "dim", "num_blocks", "num_refinement_blocks", "heads",
+    "ffn_expansion", "bias", "norm", "prompt_dim", "ca", "dgcpm", "caapm", "learnable_dgm"))
 
 
 def read_latest(latest: Path) -> dict:
@@ -109,6 +115,13 @@ def resolve_config(cfg: ExperimentConfig | None, run_dir: Path, is_main: bool, r
         changes = config_changes(config_to_dict(stored), config_to_dict(cfg))
         if not resume_with_changes:
             refuse_changes(changes)
+        shapes = [k for k in changes if k.startswith(SHAPE_KEYS)]
+        if shapes:  # not even --resume-with-changes: the weights have the stored shapes
+            raise ResumeConfigError(
+                f"--resume: {', '.join(shapes)} cannot change on a resume (the weights in "
+                f"{latest} have the stored model's shapes: "
+                + "; ".join(f"{k}: {changes[k][0]!r} -> {changes[k][1]!r}" for k in shapes[:4])
+                + "); start a new run for another model")
         return cfg, state, changes
     if is_main and not (run_dir / "config.yaml").exists():
         theirs = [p.relative_to(run_dir).as_posix() for p in owned_files(run_dir)]

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Sequence
 
 from ..config import ConfigError, StageConfig, TrainConfig
 from ..data import DataConfig, build_train_dataset
@@ -23,12 +24,17 @@ class Progress:
     test_best_psnr: float = -math.inf  # best mean test PSNR of train.select_on_test
 
 
-def resume_position(progress: Progress, stages: int) -> str:
-    """Where a resumed run goes on, in the progress line's numbering (from 1)."""
-    if progress.stage >= stages:
+def resume_position(progress: Progress, stages: Sequence[StageConfig]) -> str:
+    """Where a resumed run goes on, in the progress line's numbering (from 1), and when the
+    stage's epochs (changed with --resume-with-changes) are already behind it, that it ends."""
+    if progress.stage >= len(stages):
         return "after its last stage (its end is left: the classifier, the final evaluation)"
-    return (f"at stage {progress.stage + 1}/{stages}, epoch {progress.epoch + 1}, after "
-            f"iteration {progress.iteration} of it")
+    where = (f"at stage {progress.stage + 1}/{len(stages)}, epoch {progress.epoch + 1}, after "
+             f"iteration {progress.iteration} of it")
+    epochs = stages[progress.stage].epochs
+    if progress.epoch >= epochs:
+        where += f" (past the stage's {epochs} epoch(s) now: the stage ends there)"
+    return where
 
 
 def process_batch_size(batch_size: int, world_size: int, is_global: bool) -> int:

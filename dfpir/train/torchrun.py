@@ -92,6 +92,11 @@ def _run(run: Callable, args: argparse.Namespace, prog: str) -> int:
     except ChildFailedError as err:
         codes = [failure.exitcode for failure in err.failures.values()]
         stop = stopped_by(codes)
+        if ({c for c in codes if c >= 0} == {2}  # dfpir's user errors (the rest: torchrun's
+                and all(c >= 0 or c == -signal.SIGTERM for c in codes)):  # closing SIGTERM)
+            print("torchrun: the workers stopped on the error above (exit status 2); nothing "
+                  "to do with torchrun itself", file=sys.stderr)
+            return 2
         if stop is None:
             print(err.format_msg(), file=sys.stderr)
             return 1

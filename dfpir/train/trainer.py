@@ -149,7 +149,7 @@ class Trainer:
             for message in messages if self.ctx.is_main else ():
                 logger.warning("%s", message)
         logger.info("resumed %s %s", self.run_dir,
-                    resume_position(self.progress, len(self.cfg.train.stages)))
+                    resume_position(self.progress, self.cfg.train.stages))
 
     def close(self) -> None:
         """Flush TensorBoard, put an old run back after a failed ``--overwrite`` and release
