@@ -249,3 +249,23 @@ def test_a_resume_cannot_change_the_models_shapes(tmp_path, capsys):
                   "model.dim=16"]) == 2
     err = capsys.readouterr().err
     assert "model.dim cannot change on a resume" in err and err.count("\n") == 1, err
+
+
+def test_a_resume_from_edited_channel_orders_warns_as_eval_does(tmp_path, caplog):
+    import torch
+    from test_train import tiny_cfg
+
+    from dfpir.train import Trainer
+
+    run_dir = tmp_path / "run"
+    Trainer(tiny_cfg("train.val_every=0"), run_dir).run()
+    latest = run_dir / "checkpoints" / "latest.pt"
+    state = torch.load(latest, weights_only=True)
+    orders = state["channel_orders"]["orders"]
+    for block in orders:
+        orders[block] = orders[block].flip(-1)  # every order reversed
+    torch.save(state, latest)
+    (run_dir / "final_results.md").unlink()
+    with caplog.at_level("WARNING", logger="dfpir"):
+        Trainer(None, run_dir, resume=True).close()
+    assert "do not match its DGM weights" in caplog.text

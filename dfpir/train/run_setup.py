@@ -21,6 +21,7 @@ from ..data import DataError, check_data
 from ..models import DFPIR
 from ..models.checkpoint import CheckpointError, check_state_dict
 from ..models.compiling import compile_network
+from ..models.orders import check_order_record
 from ..prompts import DEGRADATIONS, PromptBank, build_encoder
 from .checkpoint_io import load_training_state
 from .distributed import DistContext, match_grad_strides, setup
@@ -153,6 +154,10 @@ def build_model(cfg: ExperimentConfig, ctx: DistContext, state: dict | None, sou
     if state is not None:
         check_state_dict(model, state["model"], source)
         model.load_state_dict(state["model"])
+        orders = state.get("channel_orders")
+        if isinstance(orders, dict) and ctx.is_main:  # as eval and restore say it
+            for note in check_order_record(model, orders):
+                logger.warning("%s (%s)", note, source)
     if cfg.train.channels_last:
         model = model.to(memory_format=torch.channels_last)
     net: torch.nn.Module = model
