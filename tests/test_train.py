@@ -189,7 +189,8 @@ def test_torchrun_two_processes_gloo(tmp_path):
     cfg = tmp_path / "cfg.yaml"
     save_config(tiny_cfg("train.stages=[{name: a, epochs: 1, lr: 0.001, patch_size: 16, "
                          "batch_size: 2}]", "train.save_every_epochs=1"), cfg)
-    env = dict(os.environ, OMP_NUM_THREADS="1")
+    (tmp_path / "tmp").mkdir()  # torchrun's torchelastic_* folder: in the test's own
+    env = dict(os.environ, OMP_NUM_THREADS="1", TMPDIR=str(tmp_path / "tmp"))
     proc = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
          "--master_port", "29517", str(ROOT / "scripts" / "train.py"), "--config", str(cfg),

@@ -26,6 +26,7 @@ def train(cfg: ExperimentConfig | None, run_dir: str | Path, resume: bool = Fals
     if cfg is None:
         raise ConfigError("a new run needs a config (--config)")
     ctx = setup_for(cfg)
+    trainer = None
     try:
         trainer = Trainer(cfg, run_dir, resume, overwrite, ctx, resume_with_changes)
         if started is not None:
@@ -39,12 +40,15 @@ def train(cfg: ExperimentConfig | None, run_dir: str | Path, resume: bool = Fals
     except RuntimeError as err:
         # no teardown after a failure: destroying a broken group can block; exiting closes it
         if peer_failure(err, ctx):
+            asked = trainer is not None and trainer.stops.requested
             detail = str(err).splitlines()[0]
             detail = detail if len(detail) <= 160 else detail[:157].rsplit(" ", 1)[0] + " ..."
             raise PeerFailedError(
                 f"rank {ctx.rank} stops: another process of the torchrun group ended (an "
                 f"error it printed, or killed without a word) or did not answer within "
-                f"train.dist_timeout_s ({detail}); the last checkpoint, "
+                f"train.dist_timeout_s ({detail})"
+                + ("; the save the stop signal asked for could not be made (it needs every "
+                   "rank)" if asked else "") + "; the last checkpoint, "
                 f"{Path(run_dir) / 'checkpoints' / 'latest.pt'}, is whole: continue with --resume"
             ) from None
         raise

@@ -12,6 +12,7 @@ failure keeps torchrun's report of which rank failed how, without the Python tra
 from __future__ import annotations
 
 import argparse
+import logging
 import signal
 import sys
 import tempfile
@@ -61,6 +62,9 @@ def launch(argv: Sequence[str], prog: str = "dfpir torchrun") -> int:
             print(f"error: the training script {args.training_script} {problem}",
                   file=sys.stderr)
             return 2
+    for name, known in logging.root.manager.loggerDict.items():  # its agent's W/E lines:
+        if name.startswith("torch.distributed.elastic") and isinstance(known, logging.Logger):
+            known.setLevel(logging.CRITICAL)  # the lines below say how the workers ended
     own_logs = None
     if getattr(args, "log_dir", None) is None:  # torchrun's default: a folder left in /tmp
         own_logs = tempfile.TemporaryDirectory(prefix="dfpir_torchrun_")
