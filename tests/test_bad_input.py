@@ -38,6 +38,10 @@ def place(tmp_path, monkeypatch) -> Path:
 
 
 CASES = {
+    "crops larger than memory, before the run folder": (
+        ["train", "--config", DEMO, "--run-dir", "r", "--set",
+         "train.stages=[{name: a, epochs: 1, patch_size: 100000, batch_size: 8}]"],
+        "for its images alone, more than this machine's"),
     "--resume of a file": (["train", "--resume", "--run-dir", "afile.txt"],
                            "--run-dir afile.txt is an existing file"),
     "a list entry keyed as in Python": (

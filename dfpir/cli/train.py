@@ -86,9 +86,17 @@ def run(args: argparse.Namespace) -> int:
                 raise
             logging.getLogger("dfpir").warning(  # a speed-up: training goes on decoding
                 "warning: %s; training goes on without adding to the decode cache", err)
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     for index, stage in enumerate(cfg.train.stages):  # its checkpoint's name, said now
         check_name_lengths(run_dir / "checkpoints" / f"stage{index + 1}_{stage.name}.pt",
                            f"train.stages[{index}].name")
+        crops = 2 * stage.batch_size * stage.patch_size ** 2 * 3 * 4  # degraded + clean, fp32
+        if crops > memory:  # found now, not at the first batch after the run folder is made
+            raise ConfigError(f"train.stages[{index}]: a batch of {stage.batch_size} crops of "
+                              f"{stage.patch_size}x{stage.patch_size} needs "
+                              f"{crops / 2**30:.0f} GiB for its images alone, more than this "
+                              f"machine's {memory / 2**30:.0f} GiB: a smaller patch_size or "
+                              "batch_size")
     done = finished_stages(run_dir) if resume else None
     final = run_dir / "final_results.md"  # absent: the end of the run (classifier, final
     if done is not None and done >= len(cfg.train.stages) and final.is_file():  # eval) is left
