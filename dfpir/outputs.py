@@ -24,16 +24,17 @@ from typing import Literal
 from .errors import OutputPlaceError, OutputWriteError
 
 __all__ = [
+    "FULL",
     "check_name_lengths",
     "check_output_place",
     "check_room",
     "claim_file",
     "claim_names",
     "free_folder",
-    "refuse_inputs",
+    "new_file_mode",
     "place_key",
     "place_keys",
-    "new_file_mode",
+    "refuse_inputs",
     "replaced",
     "reserve",
     "unique_path",
@@ -100,14 +101,9 @@ def check_output_place(path: str | os.PathLike, kind: Literal["dir", "file"], fl
         raise OutputPlaceError(f"{flag} {path} is not a regular file; expected a file name")
     base = _nearest_existing(path if kind == "dir" else path.parent)
     if base.is_symlink() and not base.exists():
-        try:
-            os.stat(base)
-            what = "a symbolic link to nothing"
-        except OSError as err:
-            what = ("a symbolic link that loops" if err.errno == errno.ELOOP
-                    else "a symbolic link to nothing")
-        raise OutputPlaceError(f"{flag} {path}: {base} is {what}; remove it or choose another "
-                               "place")
+        what = "that loops" if _stat_errno(base) == errno.ELOOP else "to nothing"
+        raise OutputPlaceError(f"{flag} {path}: {base} is a symbolic link {what}; remove it or "
+                               "choose another place")
     if not base.is_dir():
         raise OutputPlaceError(f"{flag} {path}: {base} is a file, so nothing can be made under "
                                "it; choose another place")
@@ -123,10 +119,19 @@ def check_output_place(path: str | os.PathLike, kind: Literal["dir", "file"], fl
             why, advice = "it is read-only for you", "choose another place"
         else:
             why, advice = err.strerror or str(err), "choose another place"
-        raise OutputPlaceError(f"{flag} {path}: cannot write in {base}: {why}; {advice}"
-                               ) from None
+        refused = OutputPlaceError(f"{flag} {path}: cannot write in {base}: {why}; {advice}")
+        refused.errno = err.errno  # a full disk (FULL) is told apart without reading the text
+        raise refused from None
     return path
 
+
+def _stat_errno(path: Path) -> int | None:
+    """The error ``stat`` meets at ``path`` (``None`` when there is none)."""
+    try:
+        os.stat(path)
+    except OSError as err:
+        return err.errno
+    return None
 
 
 def check_room(path: str | os.PathLike, need: int, flag: str) -> None:
@@ -142,6 +147,7 @@ def check_room(path: str | os.PathLike, need: int, flag: str) -> None:
         raise OutputPlaceError(f"{flag} {path}: about {need / 2**20:.1f} MiB will be written and "
                                f"{free / 2**20:.1f} MiB is free in {base}; free some space or "
                                "choose another place")
+
 
 @contextmanager
 def writing_to(path: str | os.PathLike, flag: str, again: str = "run it again"

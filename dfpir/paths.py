@@ -1,14 +1,15 @@
 """What is wrong with a path the user gave as a file to read, in words: one wording for every
-command (a folder or a FIFO is not called missing)."""
+command (a folder or a FIFO is not called missing); and file names listed in a note."""
 
 from __future__ import annotations
 
 import errno
 import os
 import stat
+from collections.abc import Sequence
 from pathlib import Path
 
-__all__ = ["not_a_file"]
+__all__ = ["not_a_file", "some_names"]
 
 
 def not_a_file(path: str | os.PathLike) -> str | None:
@@ -33,3 +34,8 @@ def not_a_file(path: str | os.PathLike) -> str | None:
     kind = ("a FIFO" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode)
             else "a device")
     return f"is not a regular file ({kind})"
+
+
+def some_names(names: Sequence[str], shown: int = 5) -> str:
+    """The first ``shown`` of ``names`` for a note, and "..." when there are more."""
+    return ", ".join(names[:shown]) + (" ..." if len(names) > shown else "")

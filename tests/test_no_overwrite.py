@@ -189,8 +189,8 @@ def test_no_output_is_the_checkpoint_it_reads_even_with_overwrite(tmp_path, ckpt
                        "--overwrite"], renamed),
         (export_main, ["--ckpt", str(ckpt), "--task", "derain", "--safetensors", str(linked),
                        "--overwrite"], linked),
-        (classifier_main, ["--config", str(ROOT / "configs" / "demo.yaml"), "--ckpt", str(ckpt), "--out",
-                           str(linked), "--overwrite"], linked),
+        (classifier_main, ["--config", str(ROOT / "configs" / "demo.yaml"), "--ckpt",
+                           str(ckpt), "--out", str(linked), "--overwrite"], linked),
     ]
     for main, argv, kept in cases:
         assert main(argv) == 2, argv

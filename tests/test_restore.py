@@ -212,3 +212,18 @@ def test_what_is_changed_skipped_or_ignored_is_said(tmp_path, ckpt, capsys, capl
     assert "its sub-folders are not searched" in capsys.readouterr().err
     assert main([*base[:2], "-d", "derian", "-i", str(folder), "-o", str(tmp_path / "o3")]) == 2
     assert "lowlight, or auto" in capsys.readouterr().err
+
+
+def test_a_refused_out_comes_alone_without_the_folders_notes(tmp_path, ckpt, capsys, caplog):
+    """Notes on the inputs and their result names wait until the output place is checked: a
+    refusal stays one line."""
+    folder = tmp_path / "in"
+    for name in ("a.jpg", "a.png"):  # results named apart: a_jpg.png, a_png.png
+        write_image(folder / name, photo(16, 16))
+    (folder / "notes.txt").write_text("mine")
+    (tmp_path / "afile").write_text("x")
+    with caplog.at_level("INFO", logger="dfpir"):
+        assert main(["--ckpt", str(ckpt), "-d", "derain", "-i", str(folder), "-o",
+                     str(tmp_path / "afile" / "out")]) == 2
+    assert "is a file, so nothing can be made under it" in capsys.readouterr().err
+    assert "note:" not in caplog.text

@@ -30,8 +30,9 @@ from .features import FEATURE_NAMES, grid_crops, image_features
 if TYPE_CHECKING:
     from ..config import ExperimentConfig
 
-__all__ = ["ClassifierError", "ClassifierStopped", "DegradationClassifier", "Prediction", "classifier_from_checkpoint",
-           "sample_training_crops", "train_classifier"]
+__all__ = ["ClassifierError", "ClassifierStopped", "DegradationClassifier", "Prediction",
+           "classifier_classes", "classifier_from_checkpoint", "sample_training_crops",
+           "train_classifier"]
 
 logger = logging.getLogger(__name__)
 

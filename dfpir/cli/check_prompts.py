@@ -45,7 +45,8 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     parser.add_argument("--set", dest="overrides", action="append", default=[],
                         metavar="KEY=VALUE", help="override a config value (repeatable)")
     parser.add_argument("--tasks", nargs="+", help="degradations (default: the config's)")
-    parser.add_argument("--levels", nargs="+", type=float_in(0, above=True), default=list(NOISE_LEVELS),
+    parser.add_argument("--levels", nargs="+", type=float_in(0, above=True),
+                        default=list(NOISE_LEVELS),
                         help="relative noise norms (default: 1e-4 1e-3 1e-2)")
     parser.add_argument("--trials", type=int_in(1, 10_000), default=8,
                         help="noise directions per level")
@@ -55,7 +56,6 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     parser.add_argument("--overwrite", action="store_true",
                         help="replace the --csv file when it exists (without it: an error)")
     return parser
-
 
 
 def run(args: argparse.Namespace) -> int:

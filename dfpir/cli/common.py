@@ -24,8 +24,8 @@ __all__ = [
     "add_config",
     "add_device",
     "add_override_arch",
-    "int_in",
     "float_in",
+    "int_in",
     "run_cli",
     "setup_cli_logging",
 ]
@@ -80,11 +80,13 @@ def float_in(low: float, high: float | None = None, above: bool = False
             raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
         if (not math.isfinite(value) or value < low or (above and value == low)
                 or (high is not None and value > high)):
-            span = f"{'>' if above else '>='} {low:g}" + ("" if high is None else f" and <= {high:g}")
+            span = (f"{'>' if above else '>='} {low:g}"
+                    + ("" if high is None else f" and <= {high:g}"))
             raise argparse.ArgumentTypeError(f"expected a finite number {span}, got {text}")
         return value
 
     return parse
+
 
 def int_in(low: int, high: int | None = None) -> Callable[[str], int]:
     """An argparse ``type`` for a whole number in ``[low, high]``: a bad value is argparse's
@@ -158,7 +160,7 @@ def run_cli(parser: argparse.ArgumentParser, run: Callable[[argparse.Namespace],
     try:
         return int(run(args) or 0)
     except KeyboardInterrupt as err:
-        if args.debug or not isinstance(err, Stopped) and type(err) is not KeyboardInterrupt:
+        if args.debug or not (isinstance(err, Stopped) or type(err) is KeyboardInterrupt):
             raise  # training's own stops (StopNow) are its to report
         signum = getattr(err, "signum", signal.SIGINT)
         name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name

@@ -110,7 +110,8 @@ def run(args: argparse.Namespace) -> int:
     cfg = loaded.cfg
     amp = args.amp or cfg.eval.amp
     max_images = args.max_images if args.max_images is not None else cfg.eval.max_images
-    with writing_to(out, "--out", "run it again with --overwrite (or another --out)"):  # a disk filling up: error: naming the file
+    # a disk filling up: error: naming the file
+    with writing_to(out, "--out", "run it again with --overwrite (or another --out)"):
         report = evaluate(
             cfg, args.ckpt, overrides=overrides, max_images=max_images,
             amp=None if amp == "none" else amp, paper_table=args.paper_table,

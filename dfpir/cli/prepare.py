@@ -35,6 +35,7 @@ from ..data.config import DataConfig
 from ..data.gopro import flatten_gopro
 from ..errors import ConfigError
 from ..outputs import check_output_place
+from ..paths import some_names
 from .common import run_cli
 
 __all__ = ["PRESETS", "build_parser", "load_data_config", "main", "run"]
@@ -143,8 +144,7 @@ def flatten(args: argparse.Namespace) -> None:
     report = flatten_gopro(args.flatten_gopro, args.into, link=args.link, list_file=listing)
     if report.skipped:
         print(f"note: {len(report.skipped)} folder(s) of {args.flatten_gopro} skipped, no blur/ "
-              f"and sharp/ in them: {', '.join(report.skipped[:5])}"
-              + (" ..." if len(report.skipped) > 5 else ""))
+              f"and sharp/ in them: {some_names(report.skipped, 5)}")
     copied = report.written - report.linked
     how = (f"{report.linked} file(s) linked" + (f", {copied} copied (another file system)"
                                                  if copied else "")
@@ -153,12 +153,10 @@ def flatten(args: argparse.Namespace) -> None:
           f"{report.kept} pair(s) already there")
     if report.unpaired:
         print(f"note: {len(report.unpaired)} blur frame(s) without a sharp frame of the same "
-              f"name skipped: {', '.join(report.unpaired[:3])}"
-              + (" ..." if len(report.unpaired) > 3 else ""))
+              f"name skipped: {some_names(report.unpaired, 3)}")
     if report.clashes:
         print(f"note: {len(report.clashes)} pair(s) skipped: a different file already has the "
-              f"name in {args.into} (kept as it is): {', '.join(report.clashes[:3])}"
-              + (" ..." if len(report.clashes) > 3 else ""))
+              f"name in {args.into} (kept as it is): {some_names(report.clashes, 3)}")
     if report.listed is not None:
         missing = (f"; missing e.g. {', '.join(report.missing)}" if report.missing else "")
         print(f"the release's train_gopro.txt names {report.listed} pairs; {args.into} holds "

@@ -104,7 +104,7 @@ def run(args: argparse.Namespace) -> int:
     inputs = collect_inputs(args.input, args.out, notes)
     single = Path(args.input).is_file()
     outputs = output_paths(inputs, Path(args.out), single, compare=args.side_by_side,
-                           overwrite=args.overwrite)
+                           overwrite=args.overwrite, notes=notes)
     check_output_place(outputs[0] if single else args.out, "file" if single else "dir", "--out")
     for note in notes:
         logger.info("%s", note)
@@ -125,12 +125,9 @@ def run(args: argparse.Namespace) -> int:
                                      cfg.prompts, device, if_unsure=args.if_unsure,
                                      threshold=args.threshold)
     elif loaded.config.has_dgpb:
-        given = [flag for flag, value in (("--if-unsure", args.if_unsure), ("--threshold",
-                 args.threshold), ("--classifier", args.classifier)) if value is not None]
-        if given:
-            logger.warning("note: %s appl%s to --degradation auto only; ignored with a named "
-                           "degradation or --prompt", " and ".join(given),
-                           "ies" if len(given) == 1 else "y")
+        _say_ignored([("--if-unsure", args.if_unsure), ("--threshold", args.threshold),
+                      ("--classifier", args.classifier)],
+                     "--degradation auto only", " with a named degradation or --prompt")
         if args.degradation is None and args.prompt is None:
             raise PromptError("this model needs a prompt: give --degradation NAME (or "
                               "auto) or --prompt TEXT")
@@ -193,16 +190,20 @@ def _check_degradation(args: argparse.Namespace) -> None:
 def _note_ignored(args: argparse.Namespace) -> None:
     """One note for the options this way of restoring does not use."""
     if args.onnx:
-        unused = [("--if-unsure", args.if_unsure), ("--threshold", args.threshold),
-                  ("--classifier", args.classifier), ("--config", args.config),
-                  ("--set", args.overrides or None), ("--amp", args.amp)]
-        why = "a checkpoint (--ckpt); an ONNX export restores its one folded task"
+        _say_ignored([("--if-unsure", args.if_unsure), ("--threshold", args.threshold),
+                      ("--classifier", args.classifier), ("--config", args.config),
+                      ("--set", args.overrides or None), ("--amp", args.amp)],
+                     "a checkpoint (--ckpt); an ONNX export restores its one folded task")
     else:
-        unused, why = [("--threads", args.threads)], "--onnx (torch uses its own threads)"
-    given = [flag for flag, value in unused if value is not None]
+        _say_ignored([("--threads", args.threads)], "--onnx (torch uses its own threads)")
+
+
+def _say_ignored(options: Sequence[tuple[str, object]], where: str, how: str = "") -> None:
+    """``note: OPTIONS apply to WHERE; ignored HOW`` for the (flag, value) options given."""
+    given = [flag for flag, value in options if value is not None]
     if given:
-        logger.warning("note: %s appl%s to %s; ignored", ", ".join(given),
-                       "ies" if len(given) == 1 else "y", why)
+        logger.warning("note: %s appl%s to %s; ignored%s", ", ".join(given),
+                       "ies" if len(given) == 1 else "y", where, how)
 
 
 def _tiling(args: argparse.Namespace, tile: int, overlap: int, source: str

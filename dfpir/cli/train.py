@@ -25,7 +25,7 @@ from pathlib import Path
 
 from ..config import ConfigError, FlagOverride, load_config
 from ..errors import OutputPlaceError
-from ..outputs import check_name_lengths, check_output_place
+from ..outputs import FULL, check_name_lengths, check_output_place
 from ..train import StopNow, TrainingInterrupted, stored_config, train
 from ..train.rundir import finished_stages
 from .common import add_config, add_device, run_cli
@@ -67,12 +67,13 @@ def run(args: argparse.Namespace) -> int:
                           "one of them")
     if not args.config and not (resume and args.run_dir):
         raise ConfigError("--config is required (only --resume --run-dir DIR can do without)")
-    if args.run_dir:
-        check_output_place(args.run_dir, "dir", "--run-dir")  # a file is not "no run"
+    if args.run_dir:  # before its stored config is read: a file is not "no run"
+        check_output_place(args.run_dir, "dir", "--run-dir")
     cfg = (load_config(args.config, overrides) if args.config
            else stored_config(args.run_dir, overrides))
     run_dir = Path(args.run_dir or Path(cfg.output_dir) / cfg.name)
-    check_output_place(run_dir, "dir", "--run-dir" if args.run_dir else "output_dir/name")
+    if not args.run_dir:
+        check_output_place(run_dir, "dir", "output_dir/name")
     if args.config and not resume and run_dir.resolve() in Path(args.config).resolve().parents:
         raise ConfigError(f"--config {args.config} lies in the run directory {run_dir}, which "
                           "a new run writes (its own config.yaml, checkpoints, logs) and "
@@ -82,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
         try:
             check_output_place(cfg.data.cache_dir, "dir", "data.cache_dir")
         except OutputPlaceError as err:
-            if "full" not in str(err):
+            if err.errno not in FULL:
                 raise
             logging.getLogger("dfpir").warning(  # a speed-up: training goes on decoding
                 "warning: %s; training goes on without adding to the decode cache", err)
@@ -98,10 +99,11 @@ def run(args: argparse.Namespace) -> int:
                               f"machine's {memory / 2**30:.0f} GiB: a smaller patch_size or "
                               "batch_size")
     done = finished_stages(run_dir) if resume else None
-    final = run_dir / "final_results.md"  # absent: the end of the run (classifier, final
-    if done is not None and done >= len(cfg.train.stages) and final.is_file():  # eval) is left
+    # without final_results.md the run's end (classifier, final evaluation) is still to do
+    final = run_dir / "final_results.md"
+    if done is not None and done >= len(cfg.train.stages) and final.is_file():
         print(f"the run in {run_dir} had finished (all {done} stage(s), final results in "
-              f"{run_dir / 'final_results.md'}): nothing to resume. To train again, start a "
+              f"{final}): nothing to resume. To train again, start a "
               "new run (another --run-dir, or --overwrite)")
         return 0
     def started() -> None:  # where to look, once it is there, before the long part

@@ -76,13 +76,13 @@ def flatten_gopro(source: str | os.PathLike, dest: str | os.PathLike, link: bool
             report.unpaired.append(str(blur))
             continue
         targets = [(blur, dest / PAIR[0] / name), (sharp, dest / PAIR[1] / name)]
-        there = [t.exists() for _, t in targets]
-        if all(there) or (any(there) and not all(
-                filecmp.cmp(o, t, shallow=False) for o, t in targets if t.exists())):
-            if all(there):
-                report.kept += 1
-            else:  # a file of another origin: not paired with this frame's partner
-                report.clashes.append(str(next(t for _, t in targets if t.exists())))
+        there = [(origin, target) for origin, target in targets if target.exists()]
+        if len(there) == len(targets):
+            report.kept += 1
+            continue
+        other = [t for o, t in there if not filecmp.cmp(o, t, shallow=False)]
+        if other:  # a file of another origin: not paired with this frame's partner
+            report.clashes.append(str(other[0]))
             continue
         for origin, target in targets:
             if target.exists():

@@ -1,6 +1,6 @@
 """Restoring images: whole or tiled inference of a tensor (``inference``), images on disk
-(``files``; which ones and where their results go: ``folders``), per-task export folded into plain convolutions (``onnx_export``) and its
-onnxruntime runner (``onnx_runtime``)."""
+(``files``; which ones and where their results go: ``folders``), per-task export folded into
+plain convolutions (``onnx_export``) and its onnxruntime runner (``onnx_runtime``)."""
 
 from ..outputs import unique_path
 from .files import (

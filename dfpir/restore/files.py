@@ -156,7 +156,8 @@ def conversion_notes(source: Path, prepared: PreparedImage) -> list[str]:
         kind = image_header(source)[2]
     except DataError:
         return []
-    kind = kind.removeprefix("mode ").replace("P", "palette") if kind.startswith("mode ") else kind
+    if kind.startswith("mode "):  # PIL's mode names (a PNG's header says "palette" itself)
+        kind = {"P": "palette"}.get(kind.removeprefix("mode "), kind.removeprefix("mode "))
     return [f"{kind} image read as RGB and written as RGB"] if kind else []
 
 

@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from ..data import DataError
-from ..data.io import is_image_file, png_text
+from ..data.io import IMAGE_EXTENSIONS, is_image_file, png_text
 from ..errors import OutputPlaceError
 from ..outputs import (
     check_name_lengths,
@@ -20,7 +20,7 @@ from ..outputs import (
     unique_path,
     with_companions,
 )
-from ..paths import not_a_file
+from ..paths import not_a_file, some_names
 
 __all__ = ["RESULT_TEXT", "collect_inputs", "frame_count", "output_paths"]
 
@@ -40,43 +40,36 @@ def collect_inputs(path: str | os.PathLike, out: str | os.PathLike | None = None
     and an animated image given alone gets a note that only its first frame is restored.
     When ``out`` is the folder itself, the results an earlier ``restore`` wrote there (their
     PNG says so, ``RESULT_TEXT``) are skipped with a note: a second run restores the photos,
-    not the first run's results. The notes go to ``notes`` when given (said once the outputs
-    are checked too), else to the log. Raises ``DataError`` when there are none."""
+    not the first run's results. The notes go to ``notes`` when given (see ``_noter``), else
+    to the log. Raises ``DataError`` when there are none."""
     path = Path(path)
-
-    def note(text: str, *values: object) -> None:
-        if notes is None:
-            logger.info(text, *values)
-        else:
-            notes.append(text % values)
-
+    note = _noter(notes)
     if path.is_dir():
-        visible = sorted(p for p in path.iterdir() if not p.name.startswith("."))
+        listing = sorted(path.iterdir())
+        visible = [p for p in listing if not p.name.startswith(".")]
         entries = [p for p in visible if p.is_file()]
         files = [p for p in entries if is_image_file(p)]
         others = [p.name for p in entries if not is_image_file(p)]
         unreadable = [p.name for p in visible if not p.is_dir() and not p.is_file()]
         if unreadable:  # broken or looping links, FIFOs, sockets
-            note("note: %d entr(ies) of %s skipped, not files (links to nothing or that "
-                        "loop, FIFOs...): %s", len(unreadable), path, _some(unreadable))
+            note("note: %d entr(ies) of %s skipped, not files (links to nothing or that loop, "
+                 "FIFOs...): %s", len(unreadable), path, some_names(unreadable))
         if others:
-            note("note: %d file(s) of %s skipped, not PNG/JPEG/BMP/TIFF/WebP images%s: "
-                        "%s", len(others), path, " (GIF: give one as --input to restore it, "
-                        "its first frame when animated)" if any(n.lower().endswith(".gif")
-                                                          for n in others) else "",
-                        _some(others))
-        hidden = [p.name for p in path.iterdir() if p.name.startswith(".") and p.is_file()
-                  and is_image_file(p.with_name(p.name.lstrip(".") or "x"))]
+            gif = any(n.lower().endswith(".gif") for n in others)
+            note("note: %d file(s) of %s skipped, not PNG/JPEG/BMP/TIFF/WebP images%s: %s",
+                 len(others), path, " (GIF: give one as --input to restore it, its first "
+                 "frame when animated)" if gif else "", some_names(others))
+        hidden = [p.name for p in listing if p.name.startswith(".") and p.is_file()
+                  and Path(p.name.lstrip(".")).suffix.lower() in IMAGE_EXTENSIONS]
         if hidden:
-            note("note: %d hidden image(s) of %s skipped (the name starts with a dot): "
-                        "%s", len(hidden), path, _some(hidden))
+            note("note: %d hidden image(s) of %s skipped (the name starts with a dot): %s",
+                 len(hidden), path, some_names(hidden))
         if out is not None and Path(out).is_dir() and Path(out).samefile(path):
             earlier = [p for p in files if _is_result(p)]
             if earlier:
-                note("note: %d image(s) of %s skipped: results of an earlier dfpir "
-                            "restore into this folder (their PNG says so): %s; to restore one "
-                            "again, give it as --input", len(earlier), path,
-                            _some([p.name for p in earlier]))
+                note("note: %d image(s) of %s skipped: results of an earlier dfpir restore into "
+                     "this folder (their PNG says so): %s; to restore one again, give it as "
+                     "--input", len(earlier), path, some_names([p.name for p in earlier]))
                 files = [p for p in files if p not in earlier]
                 if not files:
                     raise DataError(f"folder {path} holds only results of an earlier dfpir "
@@ -91,13 +84,21 @@ def collect_inputs(path: str | os.PathLike, out: str | os.PathLike | None = None
         raise DataError(f"input {path} {why}; expected an image file or a folder of them")
     frames = frame_count(path)
     if frames > 1:
-        note("note: %s has %d frames (an animation): only the first is restored",
-                    path, frames)
+        note("note: %s has %d frames (an animation): only the first is restored", path, frames)
     return [path]
 
 
-def _some(names: Sequence[str]) -> str:
-    return ", ".join(names[:5]) + (" ..." if len(names) > 5 else "")
+def _noter(notes: list[str] | None) -> Callable[..., None]:
+    """Where notes go: to ``notes`` when given (said by the caller once the outputs are
+    checked too, so that a refusal stays one line), else to the log."""
+    def note(text: str, *values: object) -> None:
+        if notes is None:
+            logger.info(text, *values)
+        else:
+            notes.append(text % values)
+
+    return note
+
 
 
 def _is_result(path: Path) -> bool:
@@ -117,14 +118,15 @@ def frame_count(path: Path) -> int:
 
 
 def output_paths(inputs: Sequence[Path], out: Path, single_file: bool,
-                 compare: bool = False, overwrite: bool = False) -> list[Path]:
+                 compare: bool = False, overwrite: bool = False,
+                 notes: list[str] | None = None) -> list[Path]:
     """Where each restored image goes: ``out/<stem>.png`` (``<stem>_<ext>.png`` when two inputs
     share a stem; ``_2``, ``_3``... appended while a name, or with ``compare`` its
     ``_side_by_side.png``, is an existing file or already given out), so no result lands on
     another or on a file that was there before; with ``overwrite`` existing files other than
     the inputs may be replaced. A single input may name the output file itself (``--out
     result.png``), refused when it exists unless ``overwrite``. Raises ``DataError`` before any
-    work for an output that cannot be written as asked."""
+    work for an output that cannot be written as asked. Notes as ``collect_inputs``."""
     check_name_lengths(out, "--out")
     suffix = out.suffix.lower()
     taken = reserve(inputs, set())  # never an input, even with overwrite
@@ -153,9 +155,9 @@ def output_paths(inputs: Sequence[Path], out: Path, single_file: bool,
     renamed = [f"{p.name} -> {path.name}" for p, path in zip(inputs, paths, strict=True)
                if path.name != f"{p.stem}.png"]
     if renamed:
-        logger.info("note: %d result(s) named apart from their input, as <stem>.png was "
-                    "taken (by another input's result or a file there): %s", len(renamed),
-                    _some(renamed))
+        _noter(notes)("note: %d result(s) named apart from their input, as <stem>.png was "
+                      "taken (by another input's result or a file there): %s", len(renamed),
+                      some_names(renamed))
     for source, path in zip(inputs, paths, strict=True):
         for name in with_companions(path, companions):
             try:

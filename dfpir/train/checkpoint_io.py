@@ -25,9 +25,10 @@ from .errors import CheckpointWriteError
 def atomic_save(obj: Any, path: str | os.PathLike, go_on: str = "run the command again"
                 ) -> None:
     """``torch.save`` to a temporary file in the same folder, flushed to disk, then renamed over
-    ``path`` (``outputs.replaced``): a crash mid-write never leaves a truncated checkpoint behind. A failed write (disk
-    full, ...) raises ``CheckpointWriteError`` and leaves the previous ``path`` as it was; its
-    message ends with ``go_on``, the caller's advice on how to go on after freeing space."""
+    ``path`` (``outputs.replaced``): a crash mid-write never leaves a truncated checkpoint
+    behind. A failed write (disk full, ...) raises ``CheckpointWriteError`` and leaves the
+    previous ``path`` as it was; its message ends with ``go_on``, the caller's advice on how to
+    go on after freeing space."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     try:

@@ -22,6 +22,7 @@ from ..models import DFPIR
 from ..models.checkpoint import CheckpointError, check_state_dict
 from ..models.compiling import compile_network
 from ..models.orders import check_order_record
+from ..paths import some_names
 from ..prompts import DEGRADATIONS, PromptBank, build_encoder
 from .checkpoint_io import load_training_state
 from .distributed import DistContext, match_grad_strides, setup
@@ -129,7 +130,7 @@ def resolve_config(cfg: ExperimentConfig | None, run_dir: Path, is_main: bool, r
         if theirs:  # no run of ours: files of the user's that a run would write over
             raise RunDirError(
                 f"{run_dir} is no run (no config.yaml) but holds files of the names a run "
-                f"writes: {', '.join(theirs[:4])}{' ...' if len(theirs) > 4 else ''}; move "
+                f"writes: {some_names(theirs, 4)}; move "
                 "them or choose another --run-dir (not even --overwrite replaces them)")
     if is_main and (run_dir / "config.yaml").exists() and not overwrite:
         if not any((run_dir / n).exists() for n in ("checkpoints", "train.log", "tensorboard")):

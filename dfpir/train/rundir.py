@@ -164,6 +164,10 @@ OWNED_FILES = (
 TEMPORARY_FILES = ("checkpoints/.*.tmp.pt", "checkpoints/.*.tmp", "export/.*.tmp.pth",
                    "export/.*.tmp.safetensors", "export/.*.tmp")
 
+#: TensorBoard's names for the event files it writes (``<time>.<host>.<pid>.<n>``): a file of
+#: the user's that merely starts like one is not the trainer's.
+EVENT_FILE = re.compile(r"events\.out\.tfevents\.\d{10}\..+\.\d+\.\d+")
+
 
 def checkpoint_names(run_dir: Path) -> re.Pattern[str]:
     """The names the trainer gives its checkpoints: ``latest.pt``, ``best.pt``,
@@ -198,10 +202,6 @@ def owned_files(run_dir: Path) -> list[Path]:
     return [p for p in found if p.is_file()
             and (p.parent.name != "tensorboard" or EVENT_FILE.fullmatch(p.name))]
 
-
-#: TensorBoard's names for the event files it writes (``<time>.<host>.<pid>.<n>``): a file of
-#: the user's that merely starts like one is not the trainer's.
-EVENT_FILE = re.compile(r"events\.out\.tfevents\.\d{10}\..+\.\d+\.\d+")
 
 
 ASIDE_NAME = ".overwritten"

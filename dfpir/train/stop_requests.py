@@ -22,9 +22,10 @@ from .errors import TrainingInterrupted
 logger = logging.getLogger(__name__)
 
 
-#: A second SIGTERM this soon after the first is the same request, not "stop at once": torchrun
-#: sends each worker its SIGTERM twice when it shuts the group down. (A second Ctrl-C is always
-#: meant: SIGINT has no such window.)
+#: A SIGTERM this soon after the first signal (SIGTERM or SIGINT) is the same request, not "stop
+#: at once": torchrun sends each worker its SIGTERM twice when it shuts the group down, and
+#: after a Ctrl-C its workers got from the terminal. (A second Ctrl-C is always meant: SIGINT
+#: has no such window.)
 SAME_REQUEST_S = 2.0
 
 

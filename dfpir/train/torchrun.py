@@ -24,14 +24,21 @@ __all__ = ["STOP_SIGNALS", "launch", "stopped_by"]
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
-def stopped_by(exit_codes: Sequence[int]) -> signal.Signals | None:
-    """The stop signal the failed workers exited for (exit status 128 + the signal), or
-    ``None`` when any of them failed otherwise. A worker ended by SIGTERM (a negative status)
-    is torchrun ending the group once the first one exited: part of the same stop."""
+def shared_exit(exit_codes: Sequence[int]) -> int | None:
+    """The one exit status the failed workers left, or ``None`` when they left several. A
+    worker ended by SIGTERM (a negative status) is torchrun ending the group once the first
+    one exited: not a status of its own."""
     exits = {code for code in exit_codes if code >= 0}
     if len(exits) != 1 or any(code < 0 and code != -signal.SIGTERM for code in exit_codes):
         return None
-    number = exits.pop() - 128
+    return exits.pop()
+
+
+def stopped_by(exit_codes: Sequence[int]) -> signal.Signals | None:
+    """The stop signal the failed workers exited for (exit status 128 + the signal), or
+    ``None`` when any of them failed otherwise (``shared_exit``)."""
+    status = shared_exit(exit_codes)
+    number = None if status is None else status - 128
     return signal.Signals(number) if number in STOP_SIGNALS else None
 
 
@@ -96,8 +103,7 @@ def _run(run: Callable, args: argparse.Namespace, prog: str) -> int:
     except ChildFailedError as err:
         codes = [failure.exitcode for failure in err.failures.values()]
         stop = stopped_by(codes)
-        if ({c for c in codes if c >= 0} == {2}  # dfpir's user errors (the rest: torchrun's
-                and all(c >= 0 or c == -signal.SIGTERM for c in codes)):  # closing SIGTERM)
+        if shared_exit(codes) == 2:  # dfpir's user errors
             print("torchrun: the workers stopped on the error above (exit status 2); nothing "
                   "to do with torchrun itself", file=sys.stderr)
             return 2
