@@ -15,7 +15,9 @@ from __future__ import annotations
 import errno
 import os
 import shutil
+import signal
 import tempfile
+import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -37,6 +39,7 @@ __all__ = [
     "refuse_inputs",
     "replaced",
     "reserve",
+    "stops_held",
     "unique_path",
     "with_companions",
     "writing_to",
@@ -328,3 +331,30 @@ def _fsync(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+@contextmanager
+def stops_held() -> Iterator[None]:
+    """Ctrl-C and SIGTERM wait for the block to end, then act as they would have: a result
+    written in the block is also counted, never on the disk yet missing from what the command
+    says it wrote. Only the main thread hears signals; elsewhere the block just runs."""
+    stops = (signal.SIGINT, signal.SIGTERM)
+    previous = {s: signal.getsignal(s) for s in stops}
+    if (threading.current_thread() is not threading.main_thread()
+            or any(h is None for h in previous.values())):  # a handler Python cannot put back
+        yield
+        return
+    heard: list[int] = []
+    for s in stops:
+        signal.signal(s, lambda signum, _frame: heard.append(signum))
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+        if heard:  # the first stop, as its own handler takes it (an error of the block too)
+            handler = previous[heard[0]]
+            if callable(handler):
+                handler(heard[0], None)
+            elif handler == signal.SIG_DFL:
+                signal.raise_signal(heard[0])

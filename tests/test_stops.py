@@ -62,3 +62,44 @@ def test_ctrl_c_while_a_command_loads_is_a_stop_not_a_traceback(monkeypatch, cap
     monkeypatch.setattr(importlib, "import_module", interrupted)
     assert cli.main(["restore", "-i", "x.png"]) == 130
     assert capsys.readouterr().err == "stopped (Ctrl-C)\n"
+
+
+def test_a_stop_just_after_a_result_is_written_still_counts_it(tmp_path, monkeypatch, caplog):
+    """The stop lands between the file's rename into place and its count (what CI once saw:
+    6 files on the disk, "5 ... written"): the count waits for the write, so they agree."""
+    from dfpir.restore import files
+
+    real = files.write_image
+
+    def write_then_stop(*args, **kwargs):
+        real(*args, **kwargs)
+        signal.raise_signal(signal.SIGINT)  # heard at the next instruction: before the count
+
+    monkeypatch.setattr(files, "write_image", write_then_stop)
+    source, target = tmp_path / "a.png", tmp_path / "out" / "a.png"
+    write_image(source, np.zeros((8, 8, 3), dtype=np.uint8))
+    with caplog.at_level("WARNING", logger="dfpir"), pytest.raises(KeyboardInterrupt):
+        files.restore_paths(lambda _path, prepared: prepared.rgb, [source], [target],
+                            progress=False)
+    assert target.is_file()
+    assert "1 of 1 image(s) restored before the stop, 1 file(s) written" in caplog.text
+
+
+def test_stops_held_delivers_the_first_stop_once_after_the_block(monkeypatch):
+    from dfpir.outputs import stops_held
+
+    heard: list[int] = []
+    previous = signal.signal(signal.SIGTERM, lambda signum, _frame: heard.append(signum))
+    try:
+        with stops_held():
+            signal.raise_signal(signal.SIGTERM)
+            signal.raise_signal(signal.SIGTERM)
+            assert heard == []  # held
+        assert heard == [signal.SIGTERM]
+        with pytest.raises(OSError), stops_held():  # an error of the block: the stop still comes
+            signal.raise_signal(signal.SIGTERM)
+            raise OSError("disk full")
+        assert heard == [signal.SIGTERM, signal.SIGTERM]
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -29,6 +29,7 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 from ..config import ExperimentConfig
 from ..data import DataError, read_image_raw, write_image
 from ..data.io import image_header
+from ..outputs import stops_held
 from ..prompts import PromptError, build_encoder, get_degradation, prompt_sentence
 from .folders import RESULT_TEXT
 from .inference import restore
@@ -231,14 +232,16 @@ def restore_paths(
                 if rgb is None:
                     summary.skipped.append(source)
                     continue
-                write_image(target, finish_image(rgb, prepared), RESULT_TEXT)
-                summary.written.append(target)
+                with stops_held():  # a result on the disk is a result counted
+                    write_image(target, finish_image(rgb, prepared), RESULT_TEXT)
+                    summary.written.append(target)
                 for note in conversion_notes(source, prepared):  # of what was written
                     logger.info("%s: %s", source.name, note)
                 if compare:
                     preview = target.with_name(f"{target.stem}_side_by_side.png")
-                    write_image(preview, side_by_side(prepared.rgb, rgb), RESULT_TEXT)
-                    summary.written.append(preview)
+                    with stops_held():
+                        write_image(preview, side_by_side(prepared.rgb, rgb), RESULT_TEXT)
+                        summary.written.append(preview)
             except KeyboardInterrupt:  # Ctrl-C, or SIGTERM (dfpir.cli.common.run_cli)
                 done = sum(o in summary.written for o in outputs)
                 logger.warning("stopped at %s: %d of %d image(s) restored before the stop, %d "
