@@ -101,9 +101,27 @@ def test_dfpir_torchrun_passes_on_a_user_error_as_status_2(tmp_path):
     code, err = finish(launch(["--config", str(cfg), "--run-dir", str(tmp_path / "run"),
                                "--set", "model.dim=0"], runner="dfpir"), timeout=90)
     assert code == 2, err[-3000:]
-    assert "error: model.dim: dim must be positive" in err and "ChildFailedError" not in err
+    assert err.count("error: model.dim: dim must be positive") == 1, err  # not once a rank
+    assert "ChildFailedError" not in err
     assert err.rstrip().splitlines()[-1].startswith("torchrun: the workers stopped on the error")
     assert not (tmp_path / "run").exists()
+
+
+def test_sigterm_to_torchrun_while_the_classifier_trains_stops_every_rank(tmp_path):
+    """Rank 0 trains the classifier while the others wait: torchrun's SIGTERM (SLURM's
+    scancel) ends that training at once and every rank exits 143 together, not after the
+    classifier or when torchrun kills them 30 s later; --resume trains it again."""
+    cfg = write_cfg(tmp_path, "train.val_every=0", "classifier.enabled=true",
+                    "classifier.steps=1000000", "classifier.samples_per_task=4")
+    start = time.monotonic()
+    code, err = finish(launch(["--config", str(cfg), "--run-dir", str(tmp_path / "run")],
+                              env={"DFPIR_TEST_TERM_IN_CLASSIFIER": "1"}, runner="dfpir"))
+    assert code == 143, err[-3000:]
+    assert time.monotonic() - start < 60, err[-3000:]
+    assert err.count("stopped: stopped by SIGTERM") == 1, err[-3000:]  # rank 0's line
+    assert "workers" in err.rstrip().splitlines()[-1], err[-3000:]
+    assert "classifier" not in latest(tmp_path / "run")
+    assert not (tmp_path / "run" / "final_results.md").exists()
 
 
 def test_a_stop_on_one_rank_stops_all_at_the_next_check(tmp_path):

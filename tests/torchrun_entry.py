@@ -5,6 +5,7 @@ tests/test_train_dist.py (not a test module itself):
 - DFPIR_TEST_FAIL_AT=N: rank DFPIR_TEST_FAIL_RANK (default 1) fails in global step N;
 - DFPIR_TEST_STOP_AT=N: every rank (or only rank DFPIR_TEST_STOP_RANK) asks to stop after
   global step N, as a signal would (a real SIGTERM with DFPIR_TEST_STOP_SIGNAL=1);
+- DFPIR_TEST_TERM_IN_CLASSIFIER=1: rank 0 sends torchrun SIGTERM as the classifier's fit starts;
 - DFPIR_TEST_KILL_AT=N: rank DFPIR_TEST_KILL_RANK (default 1) is killed (SIGKILL) after N;
 - DFPIR_TEST_FREEZE_AT=N: rank 1 writes its pid to DFPIR_TEST_PID_FILE and stops itself
   (SIGSTOP) after global step N: a rank that hangs, holding its connections open.
@@ -55,8 +56,18 @@ def _faulty(step, fail_at, stop_at, fail_rank, stop_rank):
     return faulty
 
 
+def _term_the_launcher(fit):
+    def term_then_fit(*args, **kwargs):
+        os.kill(os.getppid(), signal.SIGTERM)  # torchrun's agent, as SLURM's scancel would
+        return fit(*args, **kwargs)
+    return term_then_fit
+
+
 if __name__ == "__main__":
     env = os.environ
+    if env.get("DFPIR_TEST_TERM_IN_CLASSIFIER") and RANK == 0:
+        import dfpir.blind.classifier as classifier
+        classifier.fit_classifier = _term_the_launcher(classifier.fit_classifier)
     if "DFPIR_TEST_SLOW_VALIDATION" in env:
         validator.validate = _slow(validator.validate,
                                     float(env["DFPIR_TEST_SLOW_VALIDATION"]))

@@ -227,12 +227,18 @@ def _sample_crops(datasets: Sequence, count: int, rng: np.random.Generator, whic
     return torch.cat(features)
 
 
-def sample_training_crops(cfg: ExperimentConfig, classes: Sequence[str]
+class ClassifierStopped(Exception):  # noqa: N818 (a stop, not a failure)
+    """A stop request (``stop()`` true) ended the classifier's training: nothing stored."""
+
+
+def sample_training_crops(cfg: ExperimentConfig, classes: Sequence[str],
+                          stop: Callable[[], bool] | None = None
                           ) -> tuple[torch.Tensor, torch.Tensor]:
     """Features (N, F) and labels (N,) of ``samples_per_task`` random degraded training crops
     per class, drawn from the config's training mix (the same datasets, degradations and
     augmentation as the restoration network's) with the classifier's own seed; the ``clean``
-    class gets the clean targets of crops drawn from every task's datasets."""
+    class gets the clean targets of crops drawn from every task's datasets. ``stop`` is asked
+    before each class's crops (``ClassifierStopped``)."""
     c = cfg.classifier
     data = dataclasses.replace(cfg.data, patch_size=c.crop)
     mixed = build_train_dataset(data)
@@ -246,6 +252,8 @@ def sample_training_crops(cfg: ExperimentConfig, classes: Sequence[str]
     rng = np.random.default_rng(c.seed)
     features, labels = [], []
     for label, task in enumerate(classes):
+        if stop is not None and stop():
+            raise ClassifierStopped("stopped while the classifier's crops were drawn")
         if task == CLEAN:  # the clean targets of every task's crops, the same images
             datasets = [d for t in classes if t != CLEAN for d in parts[t]]
             features.append(_sample_crops(datasets, c.samples_per_task, rng, 1))
@@ -253,10 +261,6 @@ def sample_training_crops(cfg: ExperimentConfig, classes: Sequence[str]
             features.append(_sample_crops(parts[task], c.samples_per_task, rng, 0))
         labels.append(torch.full((c.samples_per_task,), label, dtype=torch.long))
     return torch.cat(features), torch.cat(labels)
-
-
-class ClassifierStopped(Exception):  # noqa: N818 (a stop, not a failure)
-    """A stop request (``stop()`` true) ended the classifier's training: nothing stored."""
 
 
 def fit_classifier(features: torch.Tensor, labels: torch.Tensor, classes: Sequence[str],
@@ -313,7 +317,7 @@ def train_classifier(cfg: ExperimentConfig, stop: Callable[[], bool] | None = No
     classes = classifier_classes(cfg)
     if cfg.classifier.clean_class:
         classes = [*classes, CLEAN]
-    features, labels = sample_training_crops(cfg, classes)
+    features, labels = sample_training_crops(cfg, classes, stop)
     sampled = time.perf_counter()
     model = fit_classifier(features, labels, classes, cfg.classifier, stop)
     logger.info("classifier trained in %.1f s (crops and statistics %.1f s, fit %.1f s)",

@@ -19,12 +19,14 @@ import argparse
 import json
 import logging
 import os
+import signal
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
 from ..config import ConfigError, FlagOverride, load_config
-from ..errors import OutputPlaceError
+from ..errors import DfpirError, OutputPlaceError
 from ..outputs import FULL, check_name_lengths, check_output_place
 from ..train import StopNow, TrainingInterrupted, stored_config, train
 from ..train.rundir import finished_stages
@@ -122,11 +124,30 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+#: How long a torchrun worker other than its node's first waits before it says an error: when
+#: that first rank found the same one (a config error: every rank reads the same config),
+#: torchrun ends the waiting ranks once it exits (it looks every 0.1 s by default), so the
+#: error is said once a node, not once a rank. An error of this rank's own is said after it.
+SAY_ONCE_WAIT_S = 5.0
+
+
+def _said_once_a_node(args: argparse.Namespace) -> int:
+    try:
+        return run(args)
+    except DfpirError:
+        if ("TORCHELASTIC_RUN_ID" in os.environ
+                and os.environ.get("LOCAL_RANK", "0") != "0" and not args.debug):
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)  # torchrun's end: quietly
+            time.sleep(SAY_ONCE_WAIT_S)
+        raise
+
+
 def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
     """``dfpir train``: 0; 2 with ``error: ...`` for a bad config, device, data folder, prompt
     encoder, run directory in use or already holding a run, a diverged loss, an unusable
     checkpoint or a full disk; 130/143 when stopped by SIGINT/SIGTERM after saving."""
-    code = run_cli(build_parser(prog), run, argv, sigterm_stops=False)  # the trainer's own
+    code = run_cli(build_parser(prog), _said_once_a_node, argv,
+                   sigterm_stops=False)  # the trainer's own
     if "TORCHELASTIC_RUN_ID" in os.environ:  # a torchrun worker: its work is on disk
         # Leave without the interpreter's teardown: with the gloo group's threads and the
         # daemon threads still there, it sometimes ended a worker that had saved and

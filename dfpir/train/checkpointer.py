@@ -15,7 +15,7 @@ from ..config import ExperimentConfig, config_to_dict
 from ..models.checkpoint import non_finite_keys
 from ..models.orders import order_record
 from ..prompts import PromptBank
-from .checkpoint_io import atomic_save, rng_state
+from .checkpoint_io import atomic_save, load_training_state, rng_state
 from .errors import NonFiniteLossError
 from .rundir import clear_owned_files, drop_set_aside, restore_set_aside
 from .schedule import StageSchedule
@@ -81,6 +81,13 @@ class Checkpointer:
         if self.set_aside:  # --overwrite: the new run has a checkpoint now
             drop_set_aside(self.run_dir)
             self.set_aside = False
+
+    def add_to_best(self, key: str, value: object) -> None:
+        """Give ``best.pt`` (an earlier validation's best weights), if there is one, a part
+        trained after it (the classifier)."""
+        best = self.dir / "best.pt"
+        if best.is_file():
+            atomic_save({**load_training_state(best), key: value}, best, self.go_on())
 
     def close(self) -> None:
         """``--overwrite`` and no checkpoint was written: put the old run back."""

@@ -35,6 +35,15 @@ class DistContext:
         if self.distributed:
             dist.barrier(group=self.wait_group)
 
+    def any_stop(self, asked: bool, signum: int | None) -> tuple[bool, int | None]:
+        """Whether any rank asked to stop, and a signal one of them got (on the long-timeout
+        group: for checks outside the training steps, which agree in their own all-reduce)."""
+        if not self.distributed:
+            return asked, signum
+        flags = torch.tensor([int(asked), int(signum or 0)])
+        dist.all_reduce(flags, op=dist.ReduceOp.MAX, group=self.wait_group)
+        return bool(flags[0]), int(flags[1]) or None
+
 
 def pick_device(name: str, local_rank: int = 0) -> torch.device:
     """'auto' is the local CUDA device when there is one, else the CPU (checked by

@@ -19,12 +19,7 @@ from ..data import build_test_datasets, loader_workers, seed_worker
 from ..device import is_out_of_memory, keep_freed_memory
 from ..errors import TrainingError
 from ..models.precision import set_backend_precision
-from .checkpoint_io import (
-    atomic_save,
-    export_weights,
-    load_training_state,
-    set_rng_state,
-)
+from .checkpoint_io import export_weights, set_rng_state
 from .checkpointer import Checkpointer, training_state
 from .distributed import DistContext, peer_failure
 from .errors import NonFiniteLossError, RunDirError
@@ -381,19 +376,23 @@ class Trainer:
 
     def _train_classifier(self) -> None:
         """Train the degradation classifier (``classifier:`` section; ours, off by default) on
-        the training mix and add it to the last stage's checkpoint, 'latest' and 'best'."""
+        the training mix and add it to the last stage's checkpoint, 'latest' and 'best'. A stop
+        asked meanwhile ends it and the run (``--resume`` trains it again); under torchrun the
+        ranks waiting for rank 0 agree on that stop when it is done."""
+        stopped = False
         if self.ctx.is_main:
             from ..blind.classifier import ClassifierStopped, train_classifier
-            try:  # one process: a stop asked meanwhile ends it (--resume trains it again)
-                self.classifier_state = train_classifier(self.cfg, None if self.ctx.distributed
-                                                         else lambda: self.stops.requested
-                                                         ).to_state()
+            try:
+                self.classifier_state = train_classifier(
+                    self.cfg, lambda: self.stops.requested).to_state()
             except ClassifierStopped:
-                raise self._interrupted() from None
-            stages = self.cfg.train.stages
-            self.save("latest", f"stage{len(stages)}_{stages[-1].name}")
-            best = self.checkpoints.dir / "best.pt"
-            if best.is_file():  # an earlier validation's best weights get it too
-                atomic_save({**load_training_state(best), "classifier": self.classifier_state},
-                            best, self.checkpoints.go_on())
+                stopped = True
+            else:
+                stages = self.cfg.train.stages
+                self.save("latest", f"stage{len(stages)}_{stages[-1].name}")
+                self.checkpoints.add_to_best("classifier", self.classifier_state)
         self.ctx.barrier()
+        if self.ctx.distributed:
+            self.stops.agree(*self.ctx.any_stop(self.stops.requested, self.stops.signal))
+        if stopped or self.stops.stopping:
+            raise self._interrupted()
