@@ -162,6 +162,21 @@ def test_fused_adam_equals_the_default_within_fp32_rounding():
     assert fused_error <= 10 * default_error + 1e-7, (fused_error, default_error)
 
 
+def test_kernel_count_on_the_cpu_leaves_the_terminal_to_the_report():
+    """kineto writes its profiler_start/stop lines and a "no GPU" error to stderr; counting
+    on a CPU (device_report --quick) keeps them out of the report's output."""
+    import subprocess
+    import sys
+
+    code = ("import torch; from dfpir.perf.kernel_count import count_kernels; "
+            "a = torch.ones(3); print(count_kernels(lambda: a + 1, torch.device('cpu')))")
+    env = {k: v for k, v in __import__("os").environ.items() if k != "KINETO_LOG_LEVEL"}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env=env, timeout=120)
+    assert done.returncode == 0 and done.stdout.strip() == "1", done.stderr
+    assert "profiler_start" not in done.stderr and "USDT" not in done.stderr, done.stderr
+
+
 def test_kernel_count_sees_the_computing_operators_and_inductor_kernels(monkeypatch):
     # the CPU proxy of a GPU's launches: views and allocations are no kernels; an inductor
     # kernel is one (visible once compiled with the kernel profile on)
