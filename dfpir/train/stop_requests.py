@@ -87,9 +87,10 @@ class StopRequests:
                 return
             raise StopNow(signum)
         self.requested, self.signal, self._signalled_at = True, signum, now
+        together = " (every rank must reach it)" if self.distributed else ""
         logger.log(logging.WARNING if self.announce else logging.INFO,
-                   "%s: saving latest.pt at the next step boundary, then stopping (send it "
-                   "again to stop at once)", signal.Signals(signum).name)
+                   "%s: saving latest.pt at the next step boundary%s, then stopping (send it "
+                   "again to stop at once)", signal.Signals(signum).name, together)
         if self.distributed and self.stall_s > 0 and self.on_stall is not None:
             self._watch = threading.Thread(target=self._watch_steps, args=(signum,),
                                            name="dfpir-stop-watch", daemon=True)
