@@ -257,6 +257,11 @@ def test_resume_from_two_processes_on_one_then_on_two(tmp_path):
     assert state["progress"]["global_step"] == 5
     assert (run_dir / "final_results.md").is_file()
 
+    # and once more: nothing to resume, said once (not once a rank)
+    proc = launch(["--resume", "--run-dir", str(run_dir)], runner="dfpir")
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0 and out.count("had finished") == 1, (out, err[-3000:])
+
 
 def test_two_local_nodes(tmp_path):
     cfg, run_dir, port = write_cfg(tmp_path), tmp_path / "run", free_port()

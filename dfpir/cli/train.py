@@ -104,9 +104,10 @@ def run(args: argparse.Namespace) -> int:
     # without final_results.md the run's end (classifier, final evaluation) is still to do
     final = run_dir / "final_results.md"
     if done is not None and done >= len(cfg.train.stages) and final.is_file():
-        print(f"the run in {run_dir} had finished (all {done} stage(s), final results in "
-              f"{final}): nothing to resume. To train again, start a "
-              "new run (another --run-dir, or --overwrite)")
+        if main_rank:  # under torchrun: once
+            print(f"the run in {run_dir} had finished (all {done} stage(s), final results in "
+                  f"{final}): nothing to resume. To train again, start a "
+                  "new run (another --run-dir, or --overwrite)")
         return 0
     def started() -> None:  # where to look, once it is there, before the long part
         if main_rank:
