@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import tiny_config
+from PIL import Image
 
 from dfpir.cli.restore import main
 from dfpir.config import ExperimentConfig
@@ -110,6 +111,11 @@ def test_errors(tmp_path, ckpt, capsys):
     empty.mkdir()
     assert main(["--input", str(empty), "--ckpt", str(ckpt), "-d", "derain"]) == 2
     assert "no image files" in capsys.readouterr().err
+    Image.new("RGB", (8, 8)).save(empty / "still.gif")  # only files it skips: it says why
+    assert main(["--input", str(empty), "--ckpt", str(ckpt), "-d", "derain"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no image files to restore" in err
+    assert "GIF: give one as --input to restore it" in err and "still.gif" in err
 
 
 def test_restormer_release_checkpoint_needs_no_prompt(tmp_path):

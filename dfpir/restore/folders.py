@@ -51,33 +51,39 @@ def collect_inputs(path: str | os.PathLike, out: str | os.PathLike | None = None
         files = [p for p in entries if is_image_file(p)]
         others = [p.name for p in entries if not is_image_file(p)]
         unreadable = [p.name for p in visible if not p.is_dir() and not p.is_file()]
+        skipped: list[str] = []  # what the notes say; the error too, when nothing is left
         if unreadable:  # broken or looping links, FIFOs, sockets
-            note("note: %d entr(ies) of %s skipped, not files (links to nothing or that loop, "
-                 "FIFOs...): %s", len(unreadable), path, some_names(unreadable))
+            skipped.append(f"{len(unreadable)} entr(ies) of {path} skipped, not files (links to "
+                           f"nothing or that loop, FIFOs...): {some_names(unreadable)}")
         if others:
             gif = any(n.lower().endswith(".gif") for n in others)
-            note("note: %d file(s) of %s skipped, not PNG/JPEG/BMP/TIFF/WebP images%s: %s",
-                 len(others), path, " (GIF: give one as --input to restore it, its first "
-                 "frame when animated)" if gif else "", some_names(others))
+            skipped.append(f"{len(others)} file(s) of {path} skipped, not PNG/JPEG/BMP/TIFF/"
+                           "WebP images" + (" (GIF: give one as --input to restore it, its "
+                                            "first frame when animated)" if gif else "")
+                           + f": {some_names(others)}")
         hidden = [p.name for p in listing if p.name.startswith(".") and p.is_file()
                   and Path(p.name.lstrip(".")).suffix.lower() in IMAGE_EXTENSIONS]
         if hidden:
-            note("note: %d hidden image(s) of %s skipped (the name starts with a dot): %s",
-                 len(hidden), path, some_names(hidden))
+            skipped.append(f"{len(hidden)} hidden image(s) of {path} skipped (the name starts "
+                           f"with a dot): {some_names(hidden)}")
         if out is not None and Path(out).is_dir() and Path(out).samefile(path):
             earlier = [p for p in files if _is_result(p)]
             if earlier:
-                note("note: %d image(s) of %s skipped: results of an earlier dfpir restore into "
-                     "this folder (their PNG says so): %s; to restore one again, give it as "
-                     "--input", len(earlier), path, some_names([p.name for p in earlier]))
+                skipped.append(f"{len(earlier)} image(s) of {path} skipped: results of an "
+                               "earlier dfpir restore into this folder (their PNG says so): "
+                               f"{some_names([p.name for p in earlier])}; to restore one "
+                               "again, give it as --input")
                 files = [p for p in files if p not in earlier]
                 if not files:
                     raise DataError(f"folder {path} holds only results of an earlier dfpir "
                                     "restore; give one as --input to restore it again")
         if not files:
             folders = any(p.is_dir() for p in visible)
-            raise DataError(f"no image files in folder {path}" + (
-                " (its sub-folders are not searched: give one as --input)" if folders else ""))
+            raise DataError(f"no image files to restore in folder {path}" + (
+                " (its sub-folders are not searched: give one as --input)" if folders else "")
+                + "".join(f"; {text}" for text in skipped))
+        for text in skipped:
+            note("note: %s", text)
         return files
     why = not_a_file(path)
     if why:
