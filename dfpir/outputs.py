@@ -147,9 +147,17 @@ def check_room(path: str | os.PathLike, need: int, flag: str) -> None:
     except OSError:
         return
     if free < need:
-        raise OutputPlaceError(f"{flag} {path}: about {need / 2**20:.1f} MiB will be written and "
-                               f"{free / 2**20:.1f} MiB is free in {base}; free some space or "
-                               "choose another place")
+        raise OutputPlaceError(f"{flag} {path}: about {_size(need)} will be written and "
+                               f"{_size(free)} is free in {base}; free some space or choose "
+                               "another place")
+
+
+def _size(count: int) -> str:
+    """Bytes in the unit that shows them (12 KiB, not 0.0 MiB)."""
+    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if count >= scale:
+            return f"{count / scale:.1f} {unit}"
+    return f"{count} bytes"
 
 
 @contextmanager

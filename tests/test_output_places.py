@@ -149,3 +149,19 @@ def test_names_too_long_are_one_error_line(argv, tmp_path, capsys, monkeypatch):
     assert len(err) >= 1 and err[-1].startswith("error: ") and "long" in err[-1], err
     assert "Traceback" not in "\n".join(err)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_check_room_refuses_a_result_the_disk_cannot_hold_in_units_that_show_it(
+        tmp_path, monkeypatch):
+    import shutil
+    from collections import namedtuple
+
+    from dfpir.outputs import check_room
+
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda _path: usage(1 << 30, 0, 12 * 1024))
+    check_room(tmp_path / "small.onnx", 4096, "--onnx")  # fits
+    with pytest.raises(OutputPlaceError) as refused:
+        check_room(tmp_path / "model.onnx", 5 * 2**20, "--onnx")
+    assert "--onnx" in str(refused.value) and "about 5.0 MiB will be written" in str(refused.value)
+    assert "12.0 KiB is free" in str(refused.value)  # not "0.0 MiB"
