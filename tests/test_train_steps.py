@@ -244,3 +244,27 @@ def test_dfpir_torchrun_reads_a_stop_from_the_workers_exit_statuses():
     assert stopped_by([-signal.SIGTERM]) is None  # ended before any stop
     assert stopped_by([143, -signal.SIGKILL]) is None
     assert stopped_by([]) is None
+
+
+def test_a_torchrun_worker_leaving_on_an_error_is_not_ended_by_torchruns_sigterm():
+    """A peer gone: this rank's error is on its way to the terminal (and its run directory to
+    being freed) when torchrun's SIGTERM comes; the default action would end it silently, with
+    run.lock left (seen once in three kill -9 tries). One process keeps the default."""
+    import signal
+
+    from dfpir.train.stop_requests import StopRequests
+
+    previous = signal.getsignal(signal.SIGTERM)
+    try:
+        for distributed, after in ((True, signal.SIG_IGN), (False, previous)):
+            with pytest.raises(RuntimeError), \
+                    StopRequests(distributed=distributed).handling_signals():
+                raise RuntimeError("another process of the torchrun group ended")
+            assert signal.getsignal(signal.SIGTERM) == after
+            assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+            signal.signal(signal.SIGTERM, previous)
+        with StopRequests(distributed=True).handling_signals():
+            pass  # ended without a stop or an error: the handler is put back
+        assert signal.getsignal(signal.SIGTERM) == previous
+    finally:
+        signal.signal(signal.SIGTERM, previous)

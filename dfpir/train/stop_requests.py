@@ -129,15 +129,20 @@ class StopRequests:
             yield
             return
         previous = {s: signal.signal(s, self.on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+        failed = False
         try:
             yield
+        except BaseException:
+            failed = True
+            raise
         finally:
+            leaving = self.distributed and (self.stopping or failed)
             for sig, handler in previous.items():
-                signal.signal(sig, handler)
-            if self.distributed and self.stopping:
-                # saved and on its way out: torchrun's SIGTERM to the workers that remain
-                # (sent once one has exited) must not end this one by the signal instead
-                signal.signal(signal.SIGTERM, signal.SIG_IGN)
+                # on its way out, saved or with an error to say (a peer gone): torchrun's
+                # SIGTERM to the workers that remain (sent once one has exited) must not end
+                # this one before it says why and frees the run directory
+                signal.signal(sig, signal.SIG_IGN if leaving and sig == signal.SIGTERM
+                              else handler)
 
     @contextmanager
     def abortable_work(self, shared: bool = True) -> Iterator[None]:
