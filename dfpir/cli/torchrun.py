@@ -22,8 +22,8 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
         prog=prog, description="torchrun (torch.distributed.run) with the same arguments; a "
         "stop on SIGTERM/SIGINT (torchrun signalled, or its workers stopped on one after "
         "saving latest.pt) exits 128 + the signal with one line, as a single-process run "
-        "does, instead of 1 with a traceback. Other failures keep torchrun's report and exit "
-        "1.")
+        "does, instead of 1 with a traceback. Another failure is one line naming each failed "
+        "rank and how it ended, and exit 1.")
     parser.add_argument("torchrun_args", nargs=argparse.REMAINDER, metavar="ARGS",
                         help="torchrun's options, the training script and its arguments "
                         "(see torchrun --help)")

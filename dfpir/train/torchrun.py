@@ -6,7 +6,7 @@ torchrun (``torch.distributed.run``) reports a stop as a failure: signalled itse
 exited 128 + the signal) it prints a ``ChildFailedError`` report and exits 1. ``launch`` runs
 the same launcher with the same arguments and, in those two cases, prints one line and exits
 128 + the signal (143 for SIGTERM, 130 for SIGINT), as a single-process run does. A real
-failure keeps torchrun's report of which rank failed how, without the Python traceback.
+failure is one line saying which rank failed how (torchrun's 20-line report, in short), exit 1.
 """
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ import logging
 import signal
 import sys
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
-__all__ = ["STOP_SIGNALS", "launch", "stopped_by"]
+__all__ = ["STOP_SIGNALS", "failures", "launch", "shared_exit", "stopped_by"]
 
 #: The signals the trainer treats as a stop request (save ``latest.pt``, exit 128 + signal).
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
@@ -40,6 +40,18 @@ def stopped_by(exit_codes: Sequence[int]) -> signal.Signals | None:
     status = shared_exit(exit_codes)
     number = None if status is None else status - 128
     return signal.Signals(number) if number in STOP_SIGNALS else None
+
+
+def failures(by_rank: Mapping[int, object]) -> str:
+    """How each failed worker ended, in a line (what torchrun's 20-line report says of them:
+    the rank, its exit status or the signal that ended it, its process id)."""
+    said = []
+    for rank, failure in sorted(by_rank.items()):
+        code = failure.exitcode
+        how = (f"ended by {signal.Signals(-code).name}" if code < 0 and -code in
+               signal.valid_signals() else f"exit status {code}")
+        said.append(f"rank {rank}: {how}, pid {failure.pid}")
+    return "; ".join(said)
 
 
 def launch(argv: Sequence[str], prog: str = "dfpir torchrun") -> int:
@@ -108,7 +120,8 @@ def _run(run: Callable, args: argparse.Namespace, prog: str) -> int:
                   "to do with torchrun itself", file=sys.stderr)
             return 2
         if stop is None:
-            print(err.format_msg(), file=sys.stderr)
+            print(f"torchrun: the workers failed: {failures(err.failures)} (what they could say "
+                  "is above)", file=sys.stderr)
             return 1
         print(f"torchrun: the workers stopped on {stop.name} (exit status {128 + stop}); "
               f"see their lines above", file=sys.stderr)
