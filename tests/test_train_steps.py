@@ -268,3 +268,22 @@ def test_a_torchrun_worker_leaving_on_an_error_is_not_ended_by_torchruns_sigterm
         assert signal.getsignal(signal.SIGTERM) == previous
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def test_a_signal_heard_during_the_checks_all_reduce_is_not_lost(tmp_path):
+    """The flag is read, the all-reduce runs (the handler waits for it), the signal lands, then
+    the ranks' answer "nobody asked" arrives: the request must survive to the next check (it
+    was wiped once; torchrun's repeat of the signal counts as the same request)."""
+    import signal
+
+    from dfpir.train.stop_requests import StopRequests
+
+    stops = StopRequests(distributed=True, announce=False)
+    asked = stops.requested  # what this rank sends into the all-reduce: False
+    stops.on_signal(signal.SIGTERM, None)  # lands while the all-reduce runs
+    stops.agree(asked, None)  # every rank's answer: nobody asked (yet)
+    assert not stops.stopping and stops.requested
+    stops.on_signal(signal.SIGTERM, None)  # torchrun's repeat, within SAME_REQUEST_S
+    stops.agree(stops.requested, signal.SIGTERM)  # the next check
+    assert stops.stopping
+    assert stops.interrupted(tmp_path / "latest.pt", 3, tmp_path).exit_code == 143

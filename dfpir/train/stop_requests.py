@@ -72,7 +72,10 @@ class StopRequests:
     def agree(self, any_rank: bool, signal_number: int | None = None) -> None:
         """Under torchrun: the result of a check, whether any rank asked to stop (and the
         signal that asked, so that every rank exits with the status the signalled one does)."""
-        self.agreed = self.requested = any_rank
+        self.agreed = any_rank
+        # a signal heard during the check's all-reduce (after this rank's flag was read) stays
+        # asked: the next check agrees on it (torchrun's repeat of it is the same request)
+        self.requested = self.requested or any_rank
         self.agreed_signal = signal_number
         # asked by another rank before this one got a signal of its own (torchrun's SIGTERM
         # to the others, once the signalled rank has exited, may come while this one saves)
