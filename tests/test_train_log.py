@@ -57,3 +57,18 @@ def test_plain_lines_carry_the_stage_and_run_eta():
     assert "ETA stage 1m20s" in last and "run 6m20s" in last  # 80 s left + 300 s later
     assert logged[-1] == last
     assert duration(3 * 86400 + 4 * 3600) == "3d04h" and duration(59) == "59s"
+
+
+def test_a_stage_that_ends_where_its_last_line_was_says_it_once():
+    """A stop right after a line: close() does not repeat that count (it once did, with other
+    numbers beside it)."""
+    clock = {"t": 0.0}
+    stream = io.StringIO()
+    bar = StageProgress(100, 0, "main", every_s=10.0, stream=stream, clock=lambda: clock["t"])
+    bar.set_postfix(loss="0.1 (l1)")
+    for _ in range(10):
+        clock["t"] += 1.0
+        bar.update(1)  # a line at 10/100
+    bar.close()
+    lines = stream.getvalue().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("main: 10/100 it") and "loss 0.1" in lines[0]

@@ -45,6 +45,7 @@ class StageProgress:
         self.log, self.later = log, later
         self.start = self.last = clock()
         self.postfix: dict[str, object] = {}
+        self._said: tuple[int, dict[str, object]] | None = None  # the last line's count, values
         isatty = getattr(self.stream, "isatty", lambda: False)()
         self.bar = tqdm(total=total, initial=initial, desc=desc, unit="it", file=self.stream,
                         dynamic_ncols=True, mininterval=0.1) if enabled and isatty else None
@@ -92,6 +93,7 @@ class StageProgress:
 
     def _line(self) -> None:
         self.last = self.clock()
+        self._said = (self.done, dict(self.postfix))
         line = self.text()
         if self.bar is None:
             print(line, file=self.stream, flush=True)
@@ -101,5 +103,5 @@ class StageProgress:
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
-        if self.enabled:
-            self._line()  # where the stage ended
+        if self.enabled and self._said != (self.done, self.postfix):
+            self._line()  # where the stage ended (unless the last line said it)

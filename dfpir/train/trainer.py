@@ -266,13 +266,13 @@ class Trainer:
         p.iteration += 1
         p.global_step += 1
         done = p.epoch * iters_per_epoch + p.iteration
-        self._bar.update(1)
         save = t.save_every_iters and p.global_step % t.save_every_iters == 0
         select = (t.select_on_test and t.select_every_iters and p.iteration < iters_per_epoch
                   and p.iteration % t.select_every_iters == 0)  # the epoch's end: as an epoch
         if (p.global_step % t.log_every == 0 or save or select or p.iteration >= iters_per_epoch
                 or done >= stage_iters or (self.stops.requested and not self.ctx.distributed)):
             self._log(self._check_window(), start)
+        self._bar.update(1)  # after the check: a line for this step shows its loss and lr
         self.schedule.after_iteration()
         if save:
             self.save("latest")
