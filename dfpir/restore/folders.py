@@ -106,7 +106,6 @@ def _noter(notes: list[str] | None) -> Callable[..., None]:
     return note
 
 
-
 def _is_result(path: Path) -> bool:
     text = png_text(path)
     return all(text.get(key) == value for key, value in RESULT_TEXT.items())

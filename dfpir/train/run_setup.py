@@ -4,6 +4,7 @@ and the run directory's first files."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from pathlib import Path
 
@@ -18,7 +19,7 @@ from ..config import (
     save_config,
 )
 from ..data import DataError, check_data
-from ..models import DFPIR
+from ..models import DFPIR, DFPIRConfig
 from ..models.checkpoint import CheckpointError, check_state_dict
 from ..models.compiling import compile_network
 from ..models.orders import check_order_record
@@ -50,10 +51,10 @@ def stored_config(run_dir: str | Path, overrides: list[str] | tuple[str, ...] = 
     return config_of(read_latest(latest), latest, overrides)
 
 
-#: Config keys that set the shapes of the weights: a resume cannot change them.
-SHAPE_KEYS = tuple(f"model.{k}" for k in (
-    "in_channels", "out_channels", "dim", "num_blocks", "num_refinement_blocks", "heads",
-    "ffn_expansion", "bias", "norm", "prompt_dim", "ca", "dgcpm", "caapm", "learnable_dgm"))
+#: Config keys that set the shapes of the weights, which a resume cannot change: every field
+#: of the model's config but those that only change the computation.
+SHAPE_KEYS = tuple(f"model.{f.name}" for f in dataclasses.fields(DFPIRConfig)
+                   if f.name not in ("gamma", "pad_multiple"))
 
 
 def read_latest(latest: Path) -> dict:

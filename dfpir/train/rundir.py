@@ -203,7 +203,6 @@ def owned_files(run_dir: Path) -> list[Path]:
             and (p.parent.name != "tensorboard" or EVENT_FILE.fullmatch(p.name))]
 
 
-
 ASIDE_NAME = ".overwritten"
 
 

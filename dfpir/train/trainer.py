@@ -379,14 +379,13 @@ class Trainer:
         the training mix and add it to the last stage's checkpoint, 'latest' and 'best'. A stop
         asked meanwhile ends it and the run (``--resume`` trains it again); under torchrun the
         ranks waiting for rank 0 agree on that stop when it is done."""
-        stopped = False
         if self.ctx.is_main:
             from ..blind.classifier import ClassifierStopped, train_classifier
             try:
                 self.classifier_state = train_classifier(
                     self.cfg, lambda: self.stops.requested).to_state()
-            except ClassifierStopped:
-                stopped = True
+            except ClassifierStopped:  # asked to stop: the run ends below, on every rank
+                pass
             else:
                 stages = self.cfg.train.stages
                 self.save("latest", f"stage{len(stages)}_{stages[-1].name}")
@@ -394,5 +393,5 @@ class Trainer:
         self.ctx.barrier()
         if self.ctx.distributed:
             self.stops.agree(*self.ctx.any_stop(self.stops.requested, self.stops.signal))
-        if stopped or self.stops.stopping:
+        if self.stops.stopping:
             raise self._interrupted()
