@@ -54,24 +54,28 @@ class ImageCache:
         A write that fails leaves no partial file and raises ``CacheWriteError``."""
         target = self.path_for(source)
         if not target.is_file():
-            image = read_image(source)
-            temporary = target.with_name(f"{target.stem}.{os.getpid()}.tmp.npy")
-            made = not target.parent.is_dir()
-            try:
-                target.parent.mkdir(parents=True, exist_ok=True)
-                np.save(temporary, image)
-                os.replace(temporary, target)
-            except OSError as err:
-                temporary.unlink(missing_ok=True)
-                if made:  # the sub-folder this call made, when still empty
-                    with contextlib.suppress(OSError):
-                        target.parent.rmdir()
-                # numpy's short write ("N requested and M written") carries no errno
-                full = err.errno in (errno.ENOSPC, errno.EDQUOT) or "requested and" in str(err)
-                why = "the disk (or quota) is full" if full else (err.strerror or str(err))
-                raise CacheWriteError(f"cannot write the decode cache {self.cache_dir}: {why} "
-                                      f"(writing {target.name})") from None
+            self.decode_into(source, target)
         return target
+
+    def decode_into(self, source: str | Path, target: Path) -> None:
+        """Decode ``source`` into its cache file ``target`` (``path_for``)."""
+        image = read_image(source)
+        temporary = target.with_name(f"{target.stem}.{os.getpid()}.tmp.npy")
+        made = not target.parent.is_dir()
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            np.save(temporary, image)
+            os.replace(temporary, target)
+        except OSError as err:
+            temporary.unlink(missing_ok=True)
+            if made:  # the sub-folder this call made, when still empty
+                with contextlib.suppress(OSError):
+                    target.parent.rmdir()
+            # numpy's short write ("N requested and M written") carries no errno
+            full = err.errno in (errno.ENOSPC, errno.EDQUOT) or "requested and" in str(err)
+            why = "the disk (or quota) is full" if full else (err.strerror or str(err))
+            raise CacheWriteError(f"cannot write the decode cache {self.cache_dir}: {why} "
+                                  f"(writing {target.name})") from None
 
     def load(self, source: str | Path) -> np.ndarray:
         """The image as a read-only memory-mapped uint8 HxWx3 array (decoded on first use)."""
@@ -132,6 +136,9 @@ def fill_cache(paths: Iterable[str], cache_dir: str | Path, progress: bool = Fal
         iterator = tqdm(unique, desc="caching", unit="img")
     held = 0
     for path in iterator:
-        held += cache.path_for(path).is_file()
-        cache.store(path)
+        target = cache.path_for(path)  # a stat and a hash: once an image
+        if target.is_file():
+            held += 1
+        else:
+            cache.decode_into(path, target)
     return len(unique) - held, held
